@@ -1,0 +1,33 @@
+# make demo: set up and train a DCGAN on Fashion-MNIST (CPU, ~10 min) into runs/demo/
+# make test: set up and run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test data clean
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+# Debian's Fashion-MNIST, where apt-get can run as root; elsewhere gankit finds or downloads the data itself.
+data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
+		|| echo "note: could not install dataset-fashion-mnist; gankit will look elsewhere"; fi
+
+demo: setup
+	$(BIN)/gankit train --data fashion-mnist --steps 4000 --out runs/demo
+	$(BIN)/gankit sample runs/demo --n 64 --ema --out runs/demo/final.png
+	@echo "demo: samples in runs/demo/samples/ and runs/demo/final.png; TensorBoard: $(BIN)/tensorboard --logdir runs/demo/tb"
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

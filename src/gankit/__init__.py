@@ -1,0 +1,34 @@
+"""gankit: train, evaluate and understand Generative Adversarial Networks, fast on a CPU.
+
+Public API: `train`, `sample_to_file`, `load_generator`, `TrainConfig`. Importing gankit does no work.
+"""
+
+from .config import TrainConfig
+from .errors import CheckpointError, ConfigError, DataError, GankitError, Interrupted, NonFiniteLoss
+
+__version__ = "0.1.0"
+
+
+def train(cfg: TrainConfig | None = None, **overrides):
+    """Train a GAN (see `gankit.session.train`); returns the run folder."""
+    from .session import train as _train
+
+    return _train(cfg, **overrides)
+
+
+def load_generator(run_dir, ema: bool = False, device: str = "cpu"):
+    """(G, NetSpec, step) from a run folder's latest checkpoint."""
+    from .session import load_generator as _load
+
+    return _load(run_dir, ema=ema, device=device)
+
+
+def sample_to_file(run_dir, out, **kwargs):
+    """Write a PNG grid of samples from a run (see `gankit.sample.sample_to_file`)."""
+    from .sample import sample_to_file as _sample
+
+    return _sample(run_dir, out, **kwargs)
+
+
+__all__ = ["train", "load_generator", "sample_to_file", "TrainConfig", "GankitError", "DataError", "ConfigError",
+           "CheckpointError", "NonFiniteLoss", "Interrupted"]

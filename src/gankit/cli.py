@@ -1,0 +1,152 @@
+"""The `gankit` command. Every training flag is generated from a TrainConfig field, so the two never disagree."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from . import config as config_mod
+from .errors import ConfigError, GankitError, Interrupted
+
+MAIN_EXAMPLES = """examples:
+  gankit train --data fashion-mnist --model dcgan --loss ns --steps 3000 --out runs/fm
+  gankit train --data ring8 --model mlp --loss minimax --steps 2000 --out runs/ring
+  gankit sample runs/fm --n 64 --out grid.png
+  gankit <command> --help          options of one command
+"""
+
+TRAIN_EXAMPLES = """examples:
+  gankit train --data fashion-mnist --model dcgan --loss ns --steps 3000 --out runs/fm
+  gankit train --data ring8 --model mlp --loss minimax --steps 2000 --out runs/ring
+  gankit train --data fashion-mnist --model dcgan --conditional --out runs/fm-cond
+  gankit train --data cifar10 --loss hinge --spectral-norm --out runs/cifar
+  gankit train --data path/to/images --resolution 64 --out runs/folder
+  gankit train --resume runs/fm --steps 6000          continue a run (exactly, from its last checkpoint)
+  gankit train --config runs/fm/config.json --out runs/fm2   reproduce a run (JSON or TOML; flags override)
+
+Ctrl-C stops between steps and writes a checkpoint. "none" turns an optional setting off (e.g. --ema none).
+"""
+
+SAMPLE_EXAMPLES = """examples:
+  gankit sample runs/fm --n 64 --out grid.png
+  gankit sample runs/fm-cond --label 3 --seed 1 --out trousers.png
+  gankit sample runs/fm --ema --out grid_ema.png       use the EMA of G's weights
+"""
+
+# What may change when a run continues: anything else would not be the same run.
+RESUMABLE = {"steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "threads", "device"}
+
+
+def _nullable(base):
+    def parse(text: str):
+        return None if text.lower() in ("none", "null") else base(text)
+
+    parse.__name__ = base.__name__
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; defaults are suppressed so only flags the user typed override a file."""
+    helps = config_mod.field_help()
+    group = parser.add_argument_group("training settings (defaults in brackets)")
+    for f, (base, nullable) in zip(dataclasses.fields(config_mod.TrainConfig), config_mod.field_types().values()):
+        flag = "--" + f.name.replace("_", "-")
+        text = f"{helps.get(f.name, '')} [{f.default}]"
+        if base is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
+        else:
+            kind = _nullable(base) if nullable else base
+            choices = config_mod.CHOICES.get(f.name)
+            group.add_argument(flag, type=kind, default=argparse.SUPPRESS, choices=choices, help=text,
+                               metavar=None if choices else base.__name__.upper())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="gankit", description="Train, evaluate and understand GANs.",
+                                     epilog=MAIN_EXAMPLES, formatter_class=fmt)
+    commands = parser.add_subparsers(dest="command", metavar="command")
+
+    train = commands.add_parser("train", help="train a GAN", description="Train a GAN; writes a run folder.",
+                                epilog=TRAIN_EXAMPLES, formatter_class=fmt)
+    train.add_argument("--config", metavar="FILE", help="start from a JSON or TOML config (a run's config.json too)")
+    train.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flags(train)
+
+    sample = commands.add_parser("sample", help="draw samples from a trained run", epilog=SAMPLE_EXAMPLES,
+                                 description="Write a grid of samples from a run's latest checkpoint.",
+                                 formatter_class=fmt)
+    sample.add_argument("run", help="run folder")
+    sample.add_argument("--n", type=int, default=64, help="number of samples [64]")
+    sample.add_argument("--out", default="samples.png", help="PNG file to write [samples.png]")
+    sample.add_argument("--seed", type=int, default=0, help="noise seed [0]")
+    sample.add_argument("--label", type=int, help="class to draw (conditional runs); default: cycle through classes")
+    sample.add_argument("--ema", action="store_true", help="use the exponential moving average of G's weights")
+    sample.add_argument("--nrow", type=int, help="images per grid row [√n]")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[config_mod.TrainConfig, bool]:
+    """(config, resume) from parsed train arguments: a resumed run's config.json, a file, or defaults, plus flags."""
+    names = {f.name for f in dataclasses.fields(config_mod.TrainConfig)}
+    flags = {k: v for k, v in vars(args).items() if k in names}
+    if args.resume:
+        if args.config:
+            raise ConfigError("use either --resume or --config, not both")
+        changed = sorted(set(flags) - RESUMABLE - {"out"})
+        if changed:
+            raise ConfigError(f"cannot change {', '.join(changed)} when resuming; only "
+                              f"{', '.join(sorted(RESUMABLE))} may change")
+        saved = Path(args.resume) / "config.json"
+        if not saved.exists():
+            raise ConfigError(f"{args.resume} is not a run folder (no config.json)")
+        values = {**config_mod.load_file(saved), **flags, "out": args.resume}
+        return config_mod.from_dict(values), True
+    values = config_mod.load_file(args.config) if args.config else {}
+    return config_mod.from_dict({**values, **flags}), False
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .session import train
+
+    cfg, resume = config_from_args(args)
+    run_dir = train(cfg, resume=resume, show_progress=not args.quiet)
+    print(f"gankit: done; samples in {run_dir}/samples, checkpoints in {run_dir}/checkpoints", file=sys.stderr)
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from .sample import sample_to_file
+
+    out = sample_to_file(args.run, args.out, n=args.n, seed=args.seed, label=args.label, ema=args.ema, nrow=args.nrow)
+    print(out)
+    return 0
+
+
+COMMANDS = {"train": run_train, "sample": run_sample}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except Interrupted as e:
+        print(f"gankit: {e}", file=sys.stderr)
+        return 130
+    except GankitError as e:
+        print(f"gankit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gankit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

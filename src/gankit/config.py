@@ -1,0 +1,185 @@
+"""The training configuration: one field per knob, the trailing comment is its documentation (and its --help).
+
+CLI flags, a JSON/TOML file and a run's saved config.json all map onto `TrainConfig`; unknown keys are errors.
+`None` means "decide from the data and model" until `resolve` fills it in; a saved config.json holds no Nones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    # Data
+    data: str = "fashion-mnist"  # dataset name (fashion-mnist, mnist, cifar10), image folder, .npz, or toy (ring8, grid25, spiral)
+    data_dir: str | None = None  # folder holding the dataset files; None = $GANKIT_DATA, cache, system folders
+    resolution: int | None = None  # side of generated images; None = the data's own side (28 for MNIST-like data)
+    toy_scale: float | None = None  # toy data: ring radius / grid spacing; None = the distribution's default
+    toy_std: float | None = None  # toy data: std of each mixture component; None = the distribution's default
+    # Model
+    model: str | None = None  # dcgan or mlp; None = mlp for toy data, dcgan for images
+    conditional: bool = False  # condition G and D on class labels: G(z, y)
+    conditioning: str = "projection"  # how a conditional D sees labels: projection or concat
+    latent_dim: int | None = None  # size of z ~ N(0, I); None = 100 for dcgan, 16 for mlp
+    width_g: int | None = None  # G width (DCGAN ngf, MLP hidden units); None = 64 for dcgan, 256 for mlp
+    width_d: int | None = None  # D width (DCGAN ndf, MLP hidden units); None = 64 for dcgan, 256 for mlp
+    depth: int = 3  # MLP hidden layers per network
+    batchnorm_g: bool | None = None  # batch norm in G; None = on for dcgan, off for mlp
+    batchnorm_d: bool | None = None  # batch norm in D (never on its input); None = on for dcgan unless spectral norm, off for mlp
+    spectral_norm: bool = False  # spectral normalisation of D's weights
+    dropout: float = 0.0  # dropout probability in D's hidden layers
+    # The game
+    loss: str = "ns"  # minimax, ns, wgan, wgan-gp, hinge, lsgan, feature-matching
+    n_critic: int = 1  # D updates per G update
+    label_smoothing: float = 0.0  # one-sided: D's target for real data is 1 - this
+    gp_weight: float | None = None  # gradient-penalty weight; None = the loss's default (10 for wgan-gp, else 0)
+    weight_clip: float | None = None  # clip D's weights to ±this after each step; None = the loss's default (0.01 for wgan)
+    # Optimisation
+    optimizer: str = "adam"  # adam or rmsprop
+    lr_g: float = 2e-4  # G learning rate
+    lr_d: float = 2e-4  # D learning rate (a different value from lr_g is TTUR)
+    beta1: float | None = None  # Adam β1; None = 0.5 (0.0 for wgan-gp)
+    beta2: float | None = None  # Adam β2; None = 0.999 (0.9 for wgan-gp)
+    batch_size: int | None = None  # global batch size; None = 128 for images, 256 for toy data
+    steps: int = 3000  # G updates to train for (the total, also when resuming)
+    ema: float | None = 0.999  # decay of the exponential moving average of G's weights; None = no EMA
+    # Runtime
+    seed: int = 0  # seeds weights, data order and noise
+    device: str = "cpu"  # cpu, cuda, or auto
+    precision: str = "auto"  # fp32, bf16, or auto (bf16 where the CPU/GPU runs it natively)
+    threads: int | None = None  # CPU threads; None = PyTorch's default
+    # Output
+    out: str | None = None  # run folder; None = runs/<data>-<loss>
+    log_every: int = 50  # steps between metrics.jsonl lines (and the only host syncs)
+    sample_every: int = 500  # steps between sample grids
+    checkpoint_every: int = 1000  # steps between checkpoints
+    keep_checkpoints: int = 3  # how many recent checkpoints to keep
+    grid_size: int = 64  # images in each sample grid
+
+
+CHOICES = {
+    "model": ("dcgan", "mlp"),
+    "conditioning": ("projection", "concat"),
+    "loss": ("minimax", "ns", "wgan", "wgan-gp", "hinge", "lsgan", "feature-matching"),
+    "optimizer": ("adam", "rmsprop"),
+    "device": ("cpu", "cuda", "auto"),
+    "precision": ("fp32", "bf16", "auto"),
+}
+
+
+def field_help() -> dict[str, str]:
+    """Each field's trailing comment in the source above, used as its --help text."""
+    try:
+        source = inspect.getsource(TrainConfig)
+    except (OSError, TypeError):  # e.g. running from a zip without sources
+        return {}
+    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.M))
+
+
+def field_types() -> dict[str, tuple[type, bool]]:
+    """name -> (base type, accepts None)."""
+    hints = get_type_hints(TrainConfig)
+    out = {}
+    for f in dataclasses.fields(TrainConfig):
+        hint = hints[f.name]
+        args = [a for a in getattr(hint, "__args__", (hint,)) if a is not type(None)]
+        out[f.name] = (args[0], len(getattr(hint, "__args__", ())) > 1)
+    return out
+
+
+def _coerce(name: str, value: Any) -> Any:
+    base, nullable = field_types()[name]
+    if value is None:
+        if nullable:
+            return None
+        raise ConfigError(f"config key '{name}' cannot be null")
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"config key '{name}' must be true or false, got {value!r}")
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if base is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if base is str and isinstance(value, str):
+        return value
+    if base in (int, float) and isinstance(value, str):
+        try:
+            return base(value)
+        except ValueError:
+            pass
+    if isinstance(value, base) and not isinstance(value, bool):
+        return value
+    raise ConfigError(f"config key '{name}' must be {base.__name__}, got {value!r}")
+
+
+def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """A config from `base` (or the defaults) with `values` applied; unknown keys and wrong types are errors."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    cfg = dataclasses.replace(base or TrainConfig(), **{k: _coerce(k, v) for k, v in values.items()})
+    validate(cfg)
+    return cfg
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """The key/value pairs of a JSON or TOML config file (a run's config.json included)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a table of keys and values")
+    return values
+
+
+def save(cfg: TrainConfig, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    tmp.replace(path)
+
+
+def validate(cfg: TrainConfig) -> None:
+    for name, options in CHOICES.items():
+        value = getattr(cfg, name)
+        if value is not None and value not in options:
+            raise ConfigError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+    positive = ["n_critic", "steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
+                "grid_size", "depth"]
+    for name in positive + ["batch_size", "latent_dim", "width_g", "width_d", "threads"]:
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
+    for name in ("lr_g", "lr_d"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{name} must be positive, got {getattr(cfg, name)}")
+    if not 0 <= cfg.label_smoothing < 1:
+        raise ConfigError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if not 0 <= cfg.dropout < 1:
+        raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.ema is not None and not 0 < cfg.ema < 1:
+        raise ConfigError(f"ema must be in (0, 1) or null, got {cfg.ema}")

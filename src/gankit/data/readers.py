@@ -1,0 +1,296 @@
+"""Readers that turn files into one uint8 tensor: IDX (MNIST format), CIFAR-10 python batches, image folders, npz.
+
+Every malformed input raises DataError naming the file; no reader lets an OSError, zlib or pickle error escape.
+"""
+
+import gzip
+import os
+import pickle
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from gankit.errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+_RESIZE_CHUNK = 512  # images per F.interpolate call: bounds the float32 working memory
+
+
+@dataclass
+class ImageData:
+    """A whole image dataset held in memory."""
+
+    x: torch.Tensor  # (N, C, H, W) uint8, C in {1, 3}, contiguous
+    y: torch.Tensor | None  # (N,) int64 labels; None = unlabelled
+    num_classes: int  # 0 when unlabelled
+    class_names: list[str] | None  # None when unlabelled or the names are unknown
+    name: str  # dataset name, or the folder / file name
+    source: str  # path it was read from
+
+
+def to_model_range(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Turn uint8 images (N, C, H, W) into float32 (N, C, resolution, resolution) in [-1, 1].
+
+    Meant to run once at load time. Equal sizes are only rescaled (exactly x / 127.5 - 1); other sizes are resized with
+    antialiased bilinear interpolation, in chunks to bound memory, and clamped back into [-1, 1].
+    """
+    if x.dtype != torch.uint8 or x.ndim != 4:
+        raise DataError(f"Expected uint8 images of shape (N, C, H, W), got {x.dtype} of shape {tuple(x.shape)}.")
+    height, width = x.shape[2], x.shape[3]
+    if height != width:
+        raise DataError(f"Images are {height}x{width}, not square; crop or pad them to a square first.")
+    if height == resolution:
+        return x.to(torch.float32) / 127.5 - 1
+    out = torch.empty(x.shape[0], x.shape[1], resolution, resolution, dtype=torch.float32)
+    for start in range(0, x.shape[0], _RESIZE_CHUNK):
+        chunk = x[start : start + _RESIZE_CHUNK].to(torch.float32) / 127.5 - 1
+        resized = F.interpolate(
+            chunk, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False
+        )
+        out[start : start + _RESIZE_CHUNK] = resized.clamp_(-1, 1)
+    return out
+
+
+# IDX (MNIST format) ------------------------------------------------------------------------------------------------
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's contents, gunzipped when they start with the gzip magic (raw IDX always starts with two zeros)."""
+    try:
+        data = path.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"Cannot read {path}: {_reason(e)}.") from None
+    return data
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Read an unsigned-byte IDX file with `ndim` dimensions (3 = images, 1 = labels), gzipped or raw."""
+    data = _read_bytes(path)
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path} is too short ({len(data)} bytes) to be an IDX file.")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != 0x800 + ndim:
+        raise DataError(f"{path} has IDX magic number 0x{magic:08x}, expected 0x{0x800 + ndim:08x}.")
+    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(dims))
+    if len(data) != expected:
+        problem = "truncated" if len(data) < expected else "longer than declared"
+        raise DataError(f"{path} is {problem}: its header declares {dims} ({expected} bytes) but it has {len(data)}.")
+    # copy(): frombuffer over bytes is read-only, and torch wants writable memory.
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
+
+
+def read_idx_pair(images_path: Path, labels_path: Path, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read an IDX image file and its label file: (N, 1, H, W) uint8 and (N,) int64."""
+    images = read_idx(images_path, 3)
+    labels = read_idx(labels_path, 1)
+    if len(labels) != len(images):
+        raise DataError(f"{labels_path} has {len(labels)} labels but {images_path} has {len(images)} images.")
+    if len(labels) and labels.max() >= num_classes:
+        raise DataError(f"{labels_path} has label {labels.max()}, expected labels below {num_classes}.")
+    return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+# CIFAR-10 python batches ------------------------------------------------------------------------------------------
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles only plain containers and numpy arrays: a downloaded pickle must not be able to run code."""
+
+    _ALLOWED = {
+        ("_codecs", "encode"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            # encoding="bytes": the batches were pickled by Python 2, and their keys are byte strings.
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
+        data = np.asarray(batch[b"data"])
+        labels = np.asarray(batch[b"labels"])
+    except KeyError as e:
+        raise DataError(f"{path} is not a CIFAR-10 batch: it has no {e} entry.") from None
+    except Exception as e:  # a corrupt pickle can raise almost anything (EOFError, KeyError, TypeError, ...)
+        raise DataError(f"{path} is not a readable CIFAR-10 batch: {_reason(e)}.") from None
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(f"{path} holds data of shape {data.shape} and type {data.dtype}, expected (N, 3072) uint8.")
+    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path} has {labels.size} labels for {len(data)} images.")
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(f"{path} has labels outside 0..9.")
+    return data, labels
+
+
+def read_cifar_batches(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read and concatenate CIFAR-10 python batch files: (N, 3, 32, 32) uint8 and (N,) int64."""
+    batches = [_read_cifar_batch(p) for p in paths]
+    data = np.concatenate([d for d, _ in batches])
+    labels = np.concatenate([l for _, l in batches]).astype(np.int64)
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32)), torch.from_numpy(labels)
+
+
+# Image folders ----------------------------------------------------------------------------------------------------
+
+
+def _list_images(root: Path) -> list[Path]:
+    """Image files under root, sorted, skipping hidden files and folders; any other file is an error."""
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [s for s in subfolders if not s.startswith(".")]
+        for file in files:
+            if file.startswith("."):
+                continue
+            path = Path(folder, file)
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                expected = ", ".join(IMAGE_EXTENSIONS)
+                raise DataError(f"{path} is not an image (expected {expected}); move it out of {root}.")
+            found.append(path)
+    if not found:
+        raise DataError(f"{root} contains no images ({', '.join(IMAGE_EXTENSIONS)}).")
+    return sorted(found)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """(H, W) uint8 for 8-bit grayscale, else (H, W, 3) uint8 RGB."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return np.asarray(image if image.mode == "L" else image.convert("RGB"))
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{path} is not in any image format Pillow can read, or is corrupt.") from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path} cannot be read as an image: {_reason(e)}.") from None
+
+
+def _class_labels(root: Path, paths: list[Path]) -> tuple[list[int] | None, list[str] | None]:
+    tops = [p.relative_to(root).parts for p in paths]
+    in_root = [p for p, parts in zip(paths, tops) if len(parts) == 1]
+    if len(in_root) == len(paths):
+        return None, None
+    if in_root:
+        nested = next(p for p, parts in zip(paths, tops) if len(parts) > 1)
+        raise DataError(
+            f"{root} mixes images at its top level ({in_root[0].name}) with images in sub-folders "
+            f"({nested.relative_to(root)}); put every image in a class sub-folder, or none."
+        )
+    class_names = sorted({parts[0] for parts in tops})
+    index = {name: i for i, name in enumerate(class_names)}
+    return [index[parts[0]] for parts in tops], class_names
+
+
+def read_image_folder(root: Path) -> ImageData:
+    """Read every image under `root`; its immediate sub-folders, if the images are in them, are the classes."""
+    paths = _list_images(root)
+    labels, class_names = _class_labels(root, paths)
+    arrays = []
+    for path in paths:
+        array = _read_image(path)
+        if arrays and array.shape[:2] != arrays[0].shape[:2]:
+            raise DataError(
+                f"{root} mixes image sizes: {paths[0]} is {_size(arrays[0])} but {path} is {_size(array)}; "
+                "resize them to one size first."
+            )
+        arrays.append(array)
+    if all(a.ndim == 2 for a in arrays):
+        x = np.stack(arrays)[:, None]  # (N, 1, H, W)
+    else:
+        rgb = [np.repeat(a[:, :, None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
+        x = np.stack(rgb).transpose(0, 3, 1, 2)  # (N, 3, H, W)
+    y = None if labels is None else torch.tensor(labels, dtype=torch.int64)
+    return ImageData(
+        x=torch.from_numpy(np.ascontiguousarray(x)),
+        y=y,
+        num_classes=0 if class_names is None else len(class_names),
+        class_names=class_names,
+        name=root.name,
+        source=str(root),
+    )
+
+
+def _size(array: np.ndarray) -> str:
+    return f"{array.shape[1]}x{array.shape[0]}"
+
+
+# npz --------------------------------------------------------------------------------------------------------------
+
+
+def _pixels_as_uint8(path: Path, x: np.ndarray) -> np.ndarray:
+    if x.dtype == np.uint8:
+        return x
+    if np.issubdtype(x.dtype, np.integer):
+        if x.size and (x.min() < 0 or x.max() > 255):
+            raise DataError(f"{path} has integer pixels outside 0..255.")
+        return x.astype(np.uint8)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise DataError(f"{path} has pixels of type {x.dtype}; expected uint8, or floats in [0, 1] or [0, 255].")
+    if not np.isfinite(x).all():
+        raise DataError(f"{path} has NaN or infinite pixel values.")
+    low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if low < 0 or high > 255:
+        raise DataError(f"{path} has float pixels in [{low:g}, {high:g}]; expected [0, 1] or [0, 255].")
+    # A float array whose maximum is at most 1 is read as [0, 1]; anything larger as [0, 255].
+    scale = 255.0 if high <= 1 else 1.0
+    return np.rint(x * scale).astype(np.uint8)
+
+
+def _npz_labels(path: Path, y: np.ndarray, n: int) -> np.ndarray:
+    if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
+        raise DataError(f"{path} has y of shape {y.shape} and type {y.dtype}; expected (N,) integers.")
+    if len(y) != n:
+        raise DataError(f"{path} has {len(y)} labels in y but {n} images in x.")
+    if n and y.min() < 0:
+        raise DataError(f"{path} has negative labels in y.")
+    return y.astype(np.int64)
+
+
+def read_npz(path: Path) -> ImageData:
+    """Read `x` (N, H, W) or (N, H, W, C) with C in {1, 3}, and optional integer labels `y` (N,), from an .npz file."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "x" not in archive.files:
+                raise DataError(f"{path} has no array named 'x' (it has: {', '.join(archive.files) or 'nothing'}).")
+            x = archive["x"]
+            y = archive["y"] if "y" in archive.files else None
+    except DataError:
+        raise
+    except Exception as e:  # zipfile.BadZipFile, pickled object arrays (ValueError), truncated members, ...
+        raise DataError(f"{path} is not a readable .npz file: {_reason(e)}.") from None
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[3] not in (1, 3):
+        raise DataError(f"{path} has x of shape {x.shape}; expected (N, H, W) or channels-last (N, H, W, C), C 1 or 3.")
+    x = _pixels_as_uint8(path, x)
+    labels = None if y is None else _npz_labels(path, y, len(x))
+    return ImageData(
+        x=torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))),
+        y=None if labels is None else torch.from_numpy(labels),
+        num_classes=0 if labels is None else int(labels.max(initial=-1)) + 1,
+        class_names=None,
+        name=path.stem,
+        source=str(path),
+    )
+
+
+def _reason(error: BaseException) -> str:
+    """The exception's message without a trailing period, or its type name when it has none."""
+    return (str(error) or type(error).__name__).rstrip(".")

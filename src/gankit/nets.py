@@ -1,0 +1,208 @@
+"""Generators and discriminators: DCGAN (Radford et al. 2015), its conditional variant, and MLPs for 2-D data.
+
+Conventions: `G(z, y)` maps noise (N, latent_dim) and optional labels (N,) to samples; `D.features(x, y)` gives
+(N, F) features, `D.head(f, y)` (N,) logits with higher = more real, and `D(x, y) = D.head(D.features(x, y), y)`.
+This module imports only torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """Everything needed to build G and D; shape fields come from the data, capacity fields from the config."""
+
+    channels: int = 1  # image channels (1 or 3); 2 for toy points
+    resolution: int = 28  # image side; 0 for toy points
+    num_classes: int = 0  # > 0 makes G and D conditional
+    latent_dim: int = 100  # size of z
+    width_g: int = 64  # DCGAN: ngf; MLP: hidden units of G
+    width_d: int = 64  # DCGAN: ndf; MLP: hidden units of D
+    depth: int = 3  # MLP only: hidden layers per network
+    batchnorm_g: bool = True  # batch norm in G's hidden layers
+    batchnorm_d: bool = True  # batch norm in D's hidden layers (never on D's input)
+    spectral_norm_d: bool = False  # spectral normalisation of every D weight (Miyato et al. 2018)
+    dropout_d: float = 0.0  # dropout probability after each D hidden layer
+    conditioning_d: str = "projection"  # how D sees labels: "projection" (Miyato & Koyama 2018) or "concat"
+
+
+def dcgan_plan(resolution: int) -> tuple[int, int]:
+    """(base side, number of stride-2 layers): 28 = 7·2², and 4·2^k for k = 2..5 (16…128)."""
+    if resolution == 28:
+        return 7, 2
+    for k in range(2, 6):
+        if resolution == 4 * 2**k:
+            return 4, k
+    raise ValueError(f"DCGAN resolution must be 28 or one of 16, 32, 64, 128, got {resolution}")
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """Radford et al.: all weights from N(0, 0.02); batch-norm scales from N(1, 0.02), shifts 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+            weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+            nn.init.normal_(weight, 0.0, 0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def _d_layer(layer: nn.Module, spec: NetSpec) -> nn.Module:
+    return _spectral_norm(layer) if spec.spectral_norm_d else layer
+
+
+class DCGANGenerator(nn.Module):
+    """z (+ label embedding) → transposed convolutions doubling the side → tanh image; no fully connected layers."""
+
+    def __init__(self, spec: NetSpec):
+        super().__init__()
+        base, k = dcgan_plan(spec.resolution)
+        self.label_embedding = nn.Embedding(spec.num_classes, spec.latent_dim) if spec.num_classes else None
+        in_dim = spec.latent_dim * (2 if spec.num_classes else 1)
+        width = spec.width_g * 2 ** (k - 1)
+        # The input is a 1×1 "image" with in_dim channels; the first layer projects it to base×base.
+        layers: list[nn.Module] = [nn.ConvTranspose2d(in_dim, width, base, 1, 0, bias=not spec.batchnorm_g)]
+        for _ in range(k - 1):  # each block: (N, width, s, s) → (N, width/2, 2s, 2s)
+            layers += _g_norm_act(width, spec)
+            layers.append(nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=not spec.batchnorm_g))
+            width //= 2
+        layers += _g_norm_act(width, spec)
+        layers += [nn.ConvTranspose2d(width, spec.channels, 4, 2, 1), nn.Tanh()]  # no batch norm on G's output
+        self.net = nn.Sequential(*layers)
+        init_dcgan_weights(self)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.label_embedding is not None:
+            z = torch.cat([z, self.label_embedding(y)], dim=1)
+        return self.net(z[:, :, None, None])  # (N, C, R, R)
+
+
+def _g_norm_act(width: int, spec: NetSpec) -> list[nn.Module]:
+    return ([nn.BatchNorm2d(width)] if spec.batchnorm_g else []) + [nn.ReLU(inplace=True)]
+
+
+class DCGANDiscriminator(nn.Module):
+    """Strided convolutions halving the side, LeakyReLU(0.2); the output layer is a base×base convolution to 1 logit."""
+
+    def __init__(self, spec: NetSpec):
+        super().__init__()
+        base, k = dcgan_plan(spec.resolution)
+        # Concatenation conditioning: one-hot label planes as extra input channels.
+        self.concat_classes = spec.num_classes if spec.conditioning_d == "concat" else 0
+        in_channels = spec.channels + self.concat_classes
+        layers: list[nn.Module] = []
+        width = spec.width_d
+        for i in range(k):  # each block: (N, c, s, s) → (N, width, s/2, s/2)
+            first = i == 0
+            layers.append(_d_layer(nn.Conv2d(in_channels if first else width // 2, width, 4, 2, 1,
+                                             bias=first or not spec.batchnorm_d), spec))
+            if spec.batchnorm_d and not first:  # no batch norm on D's input layer
+                layers.append(nn.BatchNorm2d(width))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            if spec.dropout_d:
+                layers.append(nn.Dropout(spec.dropout_d))
+            width *= 2
+        self.body = nn.Sequential(*layers)
+        self.feature_shape = (width // 2, base, base)
+        self.out = _d_layer(nn.Conv2d(width // 2, 1, base, 1, 0), spec)  # ≡ a linear map of the flat features
+        self.label_projection = _label_projection(spec, (width // 2) * base * base)
+        init_dcgan_weights(self)
+
+    def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.concat_classes:
+            onehot = nn.functional.one_hot(y, self.concat_classes).to(x.dtype)
+            x = torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
+        return self.body(x).flatten(1)  # (N, F) with F = ndf·2^(k-1)·base²
+
+    def head(self, f: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.out(f.view(-1, *self.feature_shape)).flatten()  # (N,)
+        if self.label_projection is not None:
+            logits = logits + (self.label_projection(y) * f).sum(dim=1)  # projection: <embed(y), φ(x)>
+        return logits
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(x, y), y)
+
+
+def _label_projection(spec: NetSpec, feature_dim: int) -> nn.Module | None:
+    if not spec.num_classes or spec.conditioning_d != "projection":
+        return None
+    return _d_layer(nn.Embedding(spec.num_classes, feature_dim), spec)
+
+
+class MLPGenerator(nn.Module):
+    """z (+ label embedding) → `depth` ReLU layers → a point in R^channels (no output squashing: toy data is unbounded)."""
+
+    def __init__(self, spec: NetSpec):
+        super().__init__()
+        self.label_embedding = nn.Embedding(spec.num_classes, spec.latent_dim) if spec.num_classes else None
+        in_dim = spec.latent_dim * (2 if spec.num_classes else 1)
+        layers: list[nn.Module] = []
+        for i in range(spec.depth):
+            layers.append(nn.Linear(in_dim if i == 0 else spec.width_g, spec.width_g))
+            if spec.batchnorm_g:
+                layers.append(nn.BatchNorm1d(spec.width_g))
+            layers.append(nn.ReLU(inplace=True))
+        layers.append(nn.Linear(spec.width_g, spec.channels))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.label_embedding is not None:
+            z = torch.cat([z, self.label_embedding(y)], dim=1)
+        return self.net(z)  # (N, channels)
+
+
+class MLPDiscriminator(nn.Module):
+    """Point → `depth` LeakyReLU(0.2) layers (features) → linear logit, with optional label projection."""
+
+    def __init__(self, spec: NetSpec):
+        super().__init__()
+        self.label_embedding = None
+        if spec.num_classes and spec.conditioning_d == "concat":
+            self.label_embedding = nn.Embedding(spec.num_classes, spec.width_d)
+        in_dim = spec.channels + (spec.width_d if self.label_embedding is not None else 0)
+        layers: list[nn.Module] = []
+        for i in range(spec.depth):
+            layers.append(_d_layer(nn.Linear(in_dim if i == 0 else spec.width_d, spec.width_d), spec))
+            if spec.batchnorm_d and i > 0:
+                layers.append(nn.BatchNorm1d(spec.width_d))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            if spec.dropout_d:
+                layers.append(nn.Dropout(spec.dropout_d))
+        self.body = nn.Sequential(*layers)
+        self.out = _d_layer(nn.Linear(spec.width_d, 1), spec)
+        self.label_projection = _label_projection(spec, spec.width_d)
+
+    def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.label_embedding is not None:
+            x = torch.cat([x, self.label_embedding(y)], dim=1)
+        return self.body(x)  # (N, width_d)
+
+    def head(self, f: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.out(f).flatten()
+        if self.label_projection is not None:
+            logits = logits + (self.label_projection(y) * f).sum(dim=1)
+        return logits
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(x, y), y)
+
+
+ARCHITECTURES = {
+    "dcgan": (DCGANGenerator, DCGANDiscriminator),
+    "mlp": (MLPGenerator, MLPDiscriminator),
+}
+
+
+def build(model: str, spec: NetSpec) -> tuple[nn.Module, nn.Module]:
+    """(G, D) for an architecture name in ARCHITECTURES."""
+    make_g, make_d = ARCHITECTURES[model]
+    return make_g(spec), make_d(spec)

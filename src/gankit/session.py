@@ -1,0 +1,300 @@
+"""A training session: resolves the config against the data, builds everything, owns the run folder's files.
+
+`train(cfg)` is the public entry point; `load_generator(run)` rebuilds a trained G from a run folder alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import checkpoint
+from . import config as config_mod
+from .batches import ImageBatches, ToyBatches, fixed_noise, seeded
+from .config import TrainConfig
+from .data import is_toy, load_images, make_toy, to_model_range
+from .errors import CheckpointError, ConfigError, Interrupted
+from .images import grid, save_png, scatter, to_uint8
+from .losses import LOSSES
+from .nets import NetSpec, build, dcgan_plan
+from .stats import append_jsonl
+from .train import Game, Precision, StopRequested, train_loop
+
+TOY_POINTS = 1024  # points in a toy run's sample plot
+
+
+def load_data(cfg: TrainConfig):
+    """(data, NetSpec shape fields, description): a ToyDistribution or an ImageData."""
+    if is_toy(cfg.data):
+        kwargs = {k: v for k, v in (("scale", cfg.toy_scale), ("std", cfg.toy_std)) if v is not None}
+        dist = make_toy(cfg.data, **kwargs)
+        return dist, dict(channels=2, resolution=0, num_classes=0), f"{cfg.data} ({dist.num_modes} modes)"
+    images = load_images(cfg.data, "train", data_dir=cfg.data_dir)
+    n, c, h, w = images.x.shape
+    shape = dict(channels=c, resolution=h, num_classes=images.num_classes)
+    return images, shape, f"{images.name} ({n} images {c}×{h}×{w}, {images.num_classes or 'no'} classes)"
+
+
+def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
+    """Fill every None of `cfg` from the data and the model, and check the combination makes sense."""
+    toy = shape["resolution"] == 0
+    model = cfg.model or ("mlp" if toy else "dcgan")
+    if toy and model != "mlp":
+        raise ConfigError(f"{cfg.data} is 2-D toy data: use --model mlp")
+    if not toy and model == "mlp":
+        raise ConfigError("the mlp model is for 2-D toy data; use --model dcgan for images")
+    resolution = 0 if toy else (cfg.resolution or shape["resolution"])
+    if not toy:
+        try:
+            dcgan_plan(resolution)
+        except ValueError as e:
+            raise ConfigError(f"{e}; pass --resolution to resize the data once at load") from None
+    if cfg.conditional and not shape["num_classes"]:
+        raise ConfigError(f"--conditional needs class labels, and {cfg.data} has none")
+    dcgan = model == "dcgan"
+    loss = LOSSES[cfg.loss]
+    if cfg.label_smoothing and not loss.label_smoothing:
+        raise ConfigError(f"label smoothing has no meaning for the {cfg.loss} loss")
+    gp_loss = cfg.loss == "wgan-gp"
+    auto_bf16 = dcgan and _native_bf16(_device(cfg.device))  # toy points need fp32: bf16 rounds 1.0 to 2^-8
+    return dataclasses.replace(
+        cfg,
+        model=model,
+        resolution=resolution,
+        latent_dim=cfg.latent_dim or (100 if dcgan else 16),
+        width_g=cfg.width_g or (64 if dcgan else 256),
+        width_d=cfg.width_d or (64 if dcgan else 256),
+        batchnorm_g=cfg.batchnorm_g if cfg.batchnorm_g is not None else dcgan,
+        # A per-sample gradient penalty is wrong under batch norm (Gulrajani et al.), and SN replaces it.
+        batchnorm_d=cfg.batchnorm_d if cfg.batchnorm_d is not None else (dcgan and not cfg.spectral_norm and not gp_loss),
+        gp_weight=cfg.gp_weight if cfg.gp_weight is not None else loss.gradient_penalty,
+        weight_clip=cfg.weight_clip if cfg.weight_clip is not None else loss.weight_clip,
+        beta1=cfg.beta1 if cfg.beta1 is not None else (0.0 if gp_loss else 0.5),
+        beta2=cfg.beta2 if cfg.beta2 is not None else (0.9 if gp_loss else 0.999),
+        batch_size=cfg.batch_size or (128 if not toy else 256),
+        precision={"auto": "bf16" if auto_bf16 else "fp32"}.get(cfg.precision, cfg.precision),
+        out=cfg.out or f"runs/{Path(cfg.data).stem}-{cfg.loss}",
+    )
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA device")
+    return torch.device(name)
+
+
+def _native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def net_spec(cfg: TrainConfig, shape: dict) -> NetSpec:
+    return NetSpec(
+        channels=shape["channels"], resolution=cfg.resolution,
+        num_classes=shape["num_classes"] if cfg.conditional else 0,
+        latent_dim=cfg.latent_dim, width_g=cfg.width_g, width_d=cfg.width_d, depth=cfg.depth,
+        batchnorm_g=cfg.batchnorm_g, batchnorm_d=cfg.batchnorm_d, spectral_norm_d=cfg.spectral_norm,
+        dropout_d=cfg.dropout, conditioning_d=cfg.conditioning)
+
+
+def make_optimizer(cfg: TrainConfig, params, lr: float) -> torch.optim.Optimizer:
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
+
+
+class Session:
+    """Everything one training run holds; rank 0 alone writes files (`self.main`)."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, rank: int = 0, world_size: int = 1,
+                 show_progress: bool = True):
+        data, shape, description = load_data(cfg)
+        self.cfg = cfg = resolve(cfg, shape)
+        self.rank, self.world_size, self.main = rank, world_size, rank == 0
+        self.run_dir = Path(cfg.out)
+        existing = checkpoint.list_checkpoints(self.run_dir)
+        if existing and not resume:
+            raise ConfigError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
+                              f"or choose another --out")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = _device(cfg.device)
+        self.precision = Precision(device, bf16=cfg.precision == "bf16", channels_last=cfg.model == "dcgan")
+
+        torch.manual_seed(cfg.seed)
+        self.spec = net_spec(cfg, shape)
+        G, D = build(cfg.model, self.spec)
+        memory_format = torch.channels_last if self.precision.channels_last else torch.preserve_format
+        self.G = G.to(device, memory_format=memory_format)
+        self.D = D.to(device, memory_format=memory_format)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema else None
+        self.opt_g = make_optimizer(cfg, self.G.parameters(), cfg.lr_g)
+        self.opt_d = make_optimizer(cfg, self.D.parameters(), cfg.lr_d)
+        loss = LOSSES[cfg.loss]
+        self.game = Game(loss, 1.0 - cfg.label_smoothing, cfg.gp_weight, cfg.weight_clip, cfg.n_critic)
+
+        if shape["resolution"] == 0:
+            self.toy = data
+            self.batches = ToyBatches(data, cfg.batch_size, cfg.seed, rank, world_size)
+        else:
+            self.toy = None
+            x = to_model_range(data.x, cfg.resolution)
+            try:
+                self.batches = ImageBatches(x, data.y, cfg.batch_size, cfg.seed, rank, world_size)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        n_fixed = TOY_POINTS if self.toy is not None else cfg.grid_size
+        self.fixed_z, self.fixed_y = fixed_noise(cfg.seed, n_fixed, cfg.latent_dim, self.spec.num_classes)
+
+        self.step = self.saved_step = 0
+        self.elapsed_before = 0.0
+        if resume:
+            self._restore()
+        self.started = time.perf_counter()
+        self.progress = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True,
+                             disable=not (show_progress and self.main), file=sys.stderr)
+        self.tb = None
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "samples").mkdir(exist_ok=True)
+            config_mod.save(cfg, self.run_dir / "config.json")
+            self.say(f"training {cfg.model}/{cfg.loss} on {description}, {cfg.precision} on {device.type}, "
+                     f"step {self.step} → {cfg.steps}, run folder {self.run_dir}")
+
+    # --- the run folder ---------------------------------------------------------------------------------------------
+
+    def say(self, message: str) -> None:
+        if self.main:
+            tqdm.write(f"gankit: {message}", file=sys.stderr)
+
+    def _writer(self):
+        if self.tb is None:
+            from torch.utils.tensorboard import SummaryWriter  # slow import, only when there is something to write
+
+            self.tb = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+        return self.tb
+
+    def log(self, values: dict[str, float], images_per_s: float) -> None:
+        if not self.main:
+            return
+        cfg = self.cfg
+        record = {"step": self.step, "images": self.step * cfg.batch_size * cfg.n_critic,
+                  "time": round(self.elapsed(), 3), "img_per_s": round(images_per_s, 1),
+                  **{k: round(v, 6) for k, v in values.items()}}
+        append_jsonl(self.run_dir / "metrics.jsonl", record)
+        writer = self._writer()
+        for name, value in values.items():
+            writer.add_scalar(f"train/{name}", value, self.step)
+        writer.add_scalar("train/img_per_s", images_per_s, self.step)
+        self.progress.set_postfix_str(
+            f"D {values['loss_d']:.3f} G {values['loss_g']:.3f} D(x) {values['d_real']:.2f} "
+            f"D(G(z)) {values['d_fake']:.2f} {images_per_s:.0f} img/s", refresh=False)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    @torch.no_grad()
+    def save_samples(self) -> None:
+        if not self.main:
+            return
+        G = self.G_ema if self.G_ema is not None else self.G
+        was_training = G.training
+        G.eval()
+        z = self.fixed_z.to(self.precision.device)
+        y = self.fixed_y.to(self.precision.device) if self.fixed_y is not None else None
+        with self.precision.autocast():
+            out = G(z, y).float().cpu()
+        G.train(was_training)
+        path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        if self.toy is not None:
+            real = self.toy.sample(TOY_POINTS, generator=seeded(self.cfg.seed, 4))
+            image = scatter({"data": (real, (150, 150, 150)), "G(z)": (out, (214, 39, 40))})
+        else:
+            image = grid(to_uint8(out))
+        save_png(image, path)
+        self._writer().add_image("samples", image, self.step)
+
+    def save_checkpoint(self) -> None:
+        if self.main:
+            modules = {"G": self.G, "D": self.D}
+            if self.G_ema is not None:
+                modules["G_ema"] = self.G_ema
+            state = {"step": self.step, "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                     "rng_cpu": torch.get_rng_state(), "elapsed": self.elapsed()}
+            if self.precision.device.type == "cuda":
+                state["rng_cuda"] = torch.cuda.get_rng_state(self.precision.device)
+            meta = {"model": self.cfg.model, "spec": dataclasses.asdict(self.spec), "has_ema": self.G_ema is not None}
+            checkpoint.save(self.run_dir, self.step, modules, meta, state, self.cfg.keep_checkpoints)
+        self.saved_step = self.step
+
+    def last_checkpoint_note(self) -> str:
+        if self.saved_step == 0:
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint is {checkpoint.path_for(self.run_dir, self.saved_step)}"
+
+    def _restore(self) -> None:
+        weights = checkpoint.latest(self.run_dir)
+        modules = {"G": self.G, "D": self.D}
+        if self.G_ema is not None:
+            modules["G_ema"] = self.G_ema
+        checkpoint.load_weights(weights, modules)
+        state = checkpoint.load_state(weights)
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        torch.set_rng_state(state["rng_cpu"])
+        if "rng_cuda" in state and self.precision.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], self.precision.device)
+        self.step = self.saved_step = int(state["step"])
+        self.elapsed_before = float(state["elapsed"])
+
+    def close(self) -> None:
+        self.progress.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train(cfg: TrainConfig | None = None, resume: bool = False, show_progress: bool = True, **overrides) -> Path:
+    """Train a GAN as `cfg` (plus keyword overrides) says; returns the run folder.
+
+    Ctrl-C stops between steps, writes a checkpoint and raises `Interrupted`; a non-finite loss raises
+    `NonFiniteLoss` with the last good checkpoint kept; bad data or config raise `DataError` / `ConfigError`.
+    """
+    cfg = config_mod.from_dict(overrides, base=cfg) if overrides else (cfg or TrainConfig())
+    session = Session(cfg, resume=resume, show_progress=show_progress)
+    stop = StopRequested()
+    try:
+        with stop.installed():
+            reason = train_loop(session, stop)
+            if reason == "interrupted":
+                if session.step > session.saved_step:
+                    session.save_checkpoint()
+                raise Interrupted(f"interrupted at step {session.step}; checkpoint saved in "
+                                  f"{session.run_dir}/checkpoints. Continue with: gankit train --resume {session.run_dir}")
+    finally:
+        session.close()
+    return session.run_dir
+
+
+def load_generator(run_dir: str | Path, ema: bool = False, device: str = "cpu"):
+    """(G in eval mode, NetSpec, step) from a run folder's latest checkpoint; needs no data."""
+    weights = checkpoint.latest(Path(run_dir))
+    meta = checkpoint.read_metadata(weights)
+    try:
+        spec = NetSpec(**meta["spec"])
+        G, _ = build(meta["model"], spec)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {weights} does not describe its model: {e}") from None
+    name = "G_ema" if ema else "G"
+    if ema and meta.get("has_ema") is False:
+        raise CheckpointError(f"{run_dir} was trained without EMA (ema: null); drop --ema")
+    checkpoint.load_weights(weights, {name: G})
+    return G.to(device).eval(), spec, int(meta["step"])

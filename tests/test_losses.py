@@ -1,0 +1,99 @@
+import math
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from gankit.losses import LOSSES, d_logistic, g_feature_matching, g_minimax, g_non_saturating, gradient_penalty
+
+REAL = torch.tensor([2.0, -1.0, 0.5])
+FAKE = torch.tensor([-3.0, 0.0, 1.0])
+
+
+def sigmoid(v):
+    return 1 / (1 + math.exp(-v))
+
+
+def test_logistic_d_loss_matches_the_minimax_value_function():
+    expected = -sum(math.log(sigmoid(r)) for r in REAL.tolist()) / 3 \
+               - sum(math.log(1 - sigmoid(f)) for f in FAKE.tolist()) / 3
+    assert_close(d_logistic(real_logits=REAL, fake_logits=FAKE), torch.tensor(expected))
+
+
+def test_one_sided_label_smoothing_targets_only_real():
+    t = 0.9
+    expected = -sum(t * math.log(sigmoid(r)) + (1 - t) * math.log(1 - sigmoid(r)) for r in REAL.tolist()) / 3 \
+               - sum(math.log(1 - sigmoid(f)) for f in FAKE.tolist()) / 3
+    assert_close(d_logistic(real_logits=REAL, fake_logits=FAKE, real_target=t), torch.tensor(expected))
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("wgan", FAKE.mean() - REAL.mean()),
+    ("hinge", torch.relu(1 - REAL).mean() + torch.relu(1 + FAKE).mean()),
+    ("lsgan", 0.5 * ((REAL - 1) ** 2).mean() + 0.5 * (FAKE ** 2).mean()),
+])
+def test_d_losses_at_known_logits(name, expected):
+    assert_close(LOSSES[name].d(real_logits=REAL, fake_logits=FAKE), expected)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("minimax", sum(math.log(1 - sigmoid(f)) for f in FAKE.tolist()) / 3),
+    ("ns", -sum(math.log(sigmoid(f)) for f in FAKE.tolist()) / 3),
+    ("wgan", -FAKE.mean().item()),
+    ("hinge", -FAKE.mean().item()),
+    ("lsgan", (0.5 * (FAKE - 1) ** 2).mean().item()),
+])
+def test_g_losses_at_known_logits(name, expected):
+    assert_close(LOSSES[name].g(fake_logits=FAKE), torch.tensor(expected, dtype=torch.float32))
+
+
+def test_higher_logit_means_more_real_for_every_loss():
+    """The sign convention: between the real and fake targets (LSGAN's are 1 and 0), raising real logits or
+    lowering fake ones lowers D's loss, and raising fake logits lowers G's."""
+    mid = torch.full((3,), 0.5)
+    for name, loss in LOSSES.items():
+        base = loss.d(real_logits=mid, fake_logits=mid)
+        assert loss.d(real_logits=mid + 0.25, fake_logits=mid) < base, name
+        assert loss.d(real_logits=mid, fake_logits=mid - 0.25) < base, name
+        if not loss.uses_features:
+            assert loss.g(fake_logits=mid + 0.25) < loss.g(fake_logits=mid), name
+
+
+def g_grad(fn, logit):
+    l = torch.tensor([logit], requires_grad=True)
+    fn(fake_logits=l).backward()
+    return l.grad.item()
+
+
+def test_minimax_gradient_vanishes_when_d_rejects_fakes_and_ns_does_not():
+    # D(G(z)) = σ(-10) ≈ 4.5e-5: the minimax gradient is σ(l) → 0, the non-saturating one 1 - σ(l) → 1.
+    assert abs(g_grad(g_minimax, -10.0)) < 1e-4
+    assert abs(g_grad(g_non_saturating, -10.0)) > 0.99
+    # Where D is fooled the roles swap: the saturating loss has the strong gradient.
+    assert abs(g_grad(g_minimax, 10.0)) > 0.99
+    assert abs(g_grad(g_non_saturating, 10.0)) < 1e-4
+
+
+def test_losses_are_stable_at_extreme_logits():
+    big = torch.tensor([1e4, -1e4])
+    for name, loss in LOSSES.items():
+        if not loss.uses_features:
+            assert torch.isfinite(loss.d(real_logits=big, fake_logits=-big)), name
+            assert torch.isfinite(loss.g(fake_logits=big)), name
+
+
+def test_feature_matching_is_zero_for_equal_statistics_and_positive_otherwise():
+    f = torch.randn(16, 8)
+    assert g_feature_matching(real_features=f, fake_features=f[torch.randperm(16)]).item() < 1e-10
+    assert_close(g_feature_matching(real_features=f, fake_features=f + 1.0), torch.tensor(8.0))
+
+
+@pytest.mark.parametrize("shape", [(8, 2), (8, 1, 5, 5), (8, 3, 4, 4)])
+def test_gradient_penalty_is_zero_for_a_unit_gradient_critic(shape):
+    # D(x) = <w, x> with ‖w‖ = 1 has ‖∇D‖ = 1 everywhere, for any channel count.
+    w = torch.randn(shape[1:])
+    w = w / w.norm()
+    critic = lambda t: (t * w).flatten(1).sum(1)
+    real, fake = torch.randn(shape), torch.randn(shape)
+    assert gradient_penalty(critic, real, fake).item() < 1e-10
+    assert_close(gradient_penalty(lambda t: 3 * critic(t), real, fake), torch.tensor(4.0))

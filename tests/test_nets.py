@@ -1,0 +1,76 @@
+import pytest
+import torch
+from torch import nn
+
+from gankit.nets import NetSpec, build, dcgan_plan
+
+
+@pytest.mark.parametrize("resolution", [16, 28, 32, 64, 128])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_dcgan_shapes(resolution, channels):
+    spec = NetSpec(channels=channels, resolution=resolution, width_g=8, width_d=8, latent_dim=10)
+    G, D = build("dcgan", spec)
+    x = G(torch.randn(3, 10))
+    assert x.shape == (3, channels, resolution, resolution)
+    assert x.abs().max() <= 1  # tanh output
+    base, k = dcgan_plan(resolution)
+    assert D.features(x).shape == (3, 8 * 2 ** (k - 1) * base * base)
+    assert D(x).shape == (3,)
+
+
+def test_dcgan_follows_radford_et_al():
+    G, D = build("dcgan", NetSpec(resolution=64, width_g=8, width_d=8, latent_dim=10))
+    for net in (G, D):
+        kinds = {type(m) for m in net.modules()}
+        assert not kinds & {nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.Sigmoid}  # no FC hidden layers, no pooling
+    g_layers = [m for m in G.net if not isinstance(m, nn.Sequential)]
+    assert isinstance(g_layers[-1], nn.Tanh) and isinstance(g_layers[-2], nn.ConvTranspose2d)  # no BN on output
+    assert all(isinstance(m, (nn.ConvTranspose2d, nn.BatchNorm2d, nn.ReLU, nn.Tanh)) for m in g_layers)
+    d_layers = list(D.body)
+    assert isinstance(d_layers[0], nn.Conv2d) and isinstance(d_layers[1], nn.LeakyReLU)  # no BN on D's input
+    assert all(m.negative_slope == 0.2 for m in d_layers if isinstance(m, nn.LeakyReLU))
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in d_layers) == 3
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.stride == (2, 2) for c in convs[:-1])  # strided convolutions do the downsampling
+    std = torch.cat([c.weight.flatten() for c in convs]).std().item()
+    assert 0.015 < std < 0.025  # N(0, 0.02) init
+
+
+@pytest.mark.parametrize("conditioning", ["projection", "concat"])
+def test_conditional_models_use_labels(conditioning):
+    torch.manual_seed(0)
+    spec = NetSpec(resolution=28, num_classes=10, width_g=8, width_d=8, latent_dim=10,
+                   conditioning_d=conditioning, batchnorm_g=False, batchnorm_d=False)
+    G, D = build("dcgan", spec)
+    z = torch.randn(4, 10)
+    y0, y1 = torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)
+    assert not torch.allclose(G(z, y0), G(z, y1))
+    x = G(z, y0)
+    assert not torch.allclose(D(x, y0), D(x, y1))
+
+
+def test_remedy_options():
+    spec = NetSpec(resolution=32, width_g=8, width_d=8, latent_dim=10, spectral_norm_d=True, dropout_d=0.3,
+                   batchnorm_d=False, batchnorm_g=False)
+    G, D = build("dcgan", spec)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in list(G.modules()) + list(D.modules()))
+    assert sum(isinstance(m, nn.Dropout) for m in D.modules()) == 3
+    sn = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert all(hasattr(m, "parametrizations") for m in sn)
+    D.train()
+    for _ in range(20):  # power iteration converges: spectral norm of each reshaped weight → 1
+        D(torch.randn(4, 1, 32, 32))
+    w = sn[1].weight.flatten(1)
+    assert abs(torch.linalg.matrix_norm(w, ord=2).item() - 1) < 0.05
+
+
+def test_mlp_shapes_and_conditioning():
+    G, D = build("mlp", NetSpec(channels=2, resolution=0, latent_dim=4, width_g=16, width_d=16, num_classes=3))
+    y = torch.tensor([0, 1, 2, 0, 1])
+    x = G(torch.randn(5, 4), y)
+    assert x.shape == (5, 2) and D(x, y).shape == (5,) and D.features(x, y).shape == (5, 16)
+
+
+def test_invalid_resolution_is_refused():
+    with pytest.raises(ValueError, match="28 or one of"):
+        dcgan_plan(48)

@@ -1,0 +1,130 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gankit import checkpoint
+from gankit.batches import ImageBatches
+from gankit.errors import CheckpointError, ConfigError, NonFiniteLoss
+from gankit.losses import LOSSES, GANLoss, d_logistic
+from gankit.nets import NetSpec, build
+from gankit.session import train
+from gankit.train import Game, Precision, d_step
+
+
+def weights(run_dir):
+    return load_file(str(checkpoint.latest(run_dir)))
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_every_loss_trains_a_toy_gan(tmp_path, tiny_toy, loss):
+    run = train(out=str(tmp_path / loss), loss=loss, steps=30, show_progress=False, **tiny_toy)
+    logged = records(run)
+    assert [r["step"] for r in logged] == [10, 20, 30]
+    assert all(torch.isfinite(torch.tensor([r["loss_d"], r["loss_g"], r["grad_norm_g"]])).all() for r in logged)
+    assert (run / "samples" / "step_0000030.png").exists()
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["loss"] == loss and None not in (saved["latent_dim"], saved["beta1"], saved["batch_size"])
+
+
+def test_d_step_lowers_d_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    G, D = build("mlp", NetSpec(channels=2, resolution=0, latent_dim=4, width_g=16, width_d=16, depth=2,
+                                batchnorm_g=False, batchnorm_d=False))
+    opt = torch.optim.Adam(D.parameters(), lr=1e-2)
+    game = Game(LOSSES["ns"], 1.0, 0.0, None, 1)
+    precision = Precision(torch.device("cpu"), bf16=False, channels_last=False)
+    x, z = torch.randn(64, 2) + 3, torch.randn(64, 4)
+    losses = [d_step(G, D, opt, game, precision, x, None, z, torch.Generator())["loss_d"].item() for _ in range(50)]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_dcgan):
+    common = dict(steps=20, precision="fp32", show_progress=False, **tiny_dcgan)
+    a = weights(train(out=str(tmp_path / "a"), seed=1, **common))
+    b = weights(train(out=str(tmp_path / "b"), seed=1, **common))
+    c = weights(train(out=str(tmp_path / "c"), seed=2, **common))
+    assert_same_weights(a, b)
+    assert not torch.equal(a["G.net.0.weight"], c["G.net.0.weight"])
+
+
+@pytest.mark.parametrize("kind, extra", [
+    ("toy", dict(dropout=0.2, loss="wgan-gp")),  # dropout and the penalty's random mix exercise every RNG
+    ("dcgan", dict(precision="fp32", conditional=True)),  # batch norm, EMA, Adam state, channels_last
+    ("dcgan-bf16", dict(precision="bf16", spectral_norm=True)),  # spectral norm's power-iteration buffers
+])
+def test_resume_is_exact(tmp_path, tiny_toy, tiny_dcgan, kind, extra):
+    base = dict(tiny_toy if kind == "toy" else tiny_dcgan, **extra, show_progress=False)
+    n = 200 if kind == "toy" else 60
+    straight = train(out=str(tmp_path / "straight"), steps=n, **base)
+    split = train(out=str(tmp_path / "split"), steps=n // 2, **base)
+    train(out=str(split), steps=n, resume=True, **base)
+    assert_same_weights(weights(straight), weights(split))
+    assert [r["loss_d"] for r in records(straight)] == [r["loss_d"] for r in records(split)]
+
+
+def test_existing_run_is_not_overwritten(tmp_path, tiny_toy):
+    run = train(out=str(tmp_path / "r"), steps=10, show_progress=False, **tiny_toy)
+    with pytest.raises(ConfigError, match="--resume"):
+        train(out=str(run), steps=10, show_progress=False, **tiny_toy)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_toy, monkeypatch):
+    calls = {"n": 0}
+
+    def poisoned(**kw):  # normal for 60 D steps, then NaN
+        calls["n"] += 1
+        loss = d_logistic(**kw)
+        return loss if calls["n"] <= 60 else loss * float("nan")
+
+    monkeypatch.setitem(LOSSES, "ns", GANLoss(poisoned, LOSSES["ns"].g))
+    with pytest.raises(NonFiniteLoss, match="step_0000050") as info:
+        train(out=str(tmp_path / "nan"), steps=200, show_progress=False, **tiny_toy)
+    assert "between steps 60 and 70" in str(info.value)
+    assert [s for s, _ in checkpoint.list_checkpoints(tmp_path / "nan")] == [50]
+    assert all(torch.isfinite(t).all() for t in weights(tmp_path / "nan").values())
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, tiny_toy, monkeypatch):
+    run = train(out=str(tmp_path / "r"), steps=50, show_progress=False, **tiny_toy)
+    before = weights(run)
+
+    def crash(tensors, path, metadata=None):
+        with open(path, "wb") as f:
+            f.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint, "save_file", crash)
+    with pytest.raises(OSError):
+        train(out=str(run), steps=100, resume=True, show_progress=False, **tiny_toy)
+    assert [s for s, _ in checkpoint.list_checkpoints(run)] == [50]
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert_same_weights(before, weights(run))
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, tiny_toy):
+    run = train(out=str(tmp_path / "r"), steps=10, show_progress=False, **tiny_toy)
+    checkpoint.latest(run).write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        train(out=str(run), steps=20, resume=True, show_progress=False, **tiny_toy)
+
+
+def test_image_batches_cover_each_image_once_per_epoch_and_shard():
+    x = torch.arange(40).view(40, 1, 1, 1)
+    full = ImageBatches(x, None, batch_size=8, seed=0)
+    seen = torch.cat([full(b)[0].flatten() for b in range(5)])
+    assert sorted(seen.tolist()) == list(range(40))
+    assert not torch.equal(full(0)[0], full(5)[0])  # a new permutation each epoch
+    ranks = [ImageBatches(x, None, batch_size=8, seed=0, rank=r, world_size=2) for r in range(2)]
+    assert torch.equal(torch.cat([r(3)[0] for r in ranks]), full(3)[0])
