@@ -22,6 +22,7 @@ data:
 		|| echo "note: could not install dataset-fashion-mnist; gankit will look elsewhere"; fi
 
 demo: setup
+	rm -rf runs/demo
 	$(BIN)/gankit train --data fashion-mnist --steps 4000 --out runs/demo
 	$(BIN)/gankit sample runs/demo --n 64 --ema --out runs/demo/final.png
 	@echo "demo: samples in runs/demo/samples/ and runs/demo/final.png; TensorBoard: $(BIN)/tensorboard --logdir runs/demo/tb"

