@@ -10,7 +10,7 @@ from gankit.errors import CheckpointError, ConfigError, NonFiniteLoss
 from gankit.losses import LOSSES, GANLoss, d_logistic
 from gankit.nets import NetSpec, build
 from gankit.session import train
-from gankit.train import Game, Precision, d_step
+from gankit.engine import Game, Precision, d_step
 
 
 def weights(run_dir):

@@ -35,7 +35,7 @@ class TrainConfig:
     model: str | None = None  # dcgan or mlp; None = mlp for toy data, dcgan for images
     conditional: bool = False  # condition G and D on class labels: G(z, y)
     conditioning: str = "projection"  # how a conditional D sees labels: projection or concat
-    latent_dim: int | None = None  # size of z ~ N(0, I); None = 100 for dcgan, 16 for mlp
+    latent_dim: int | None = None  # size of z ~ N(0, I); None = 100 for dcgan, 2 for mlp
     width_g: int | None = None  # G width (DCGAN ngf, MLP hidden units); None = 64 for dcgan, 256 for mlp
     width_d: int | None = None  # D width (DCGAN ndf, MLP hidden units); None = 64 for dcgan, 256 for mlp
     depth: int = 3  # MLP hidden layers per network

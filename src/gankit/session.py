@@ -24,7 +24,7 @@ from .images import grid, save_png, scatter, to_uint8
 from .losses import LOSSES
 from .nets import NetSpec, build, dcgan_plan
 from .stats import append_jsonl
-from .train import Game, Precision, StopRequested, train_loop
+from .engine import Game, Precision, StopRequested, train_loop
 
 TOY_POINTS = 1024  # points in a toy run's sample plot
 
@@ -67,7 +67,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         cfg,
         model=model,
         resolution=resolution,
-        latent_dim=cfg.latent_dim or (100 if dcgan else 16),
+        latent_dim=cfg.latent_dim or (100 if dcgan else 2),
         width_g=cfg.width_g or (64 if dcgan else 256),
         width_d=cfg.width_d or (64 if dcgan else 256),
         batchnorm_g=cfg.batchnorm_g if cfg.batchnorm_g is not None else dcgan,
