@@ -102,3 +102,15 @@ def test_help_shows_examples():
     for args in (["--help"], ["train", "--help"], ["sample", "--help"]):
         out = gankit(*args)
         assert out.returncode == 0 and "examples:" in out.stdout
+
+
+def test_toml_config_file_and_flag_override(tmp_path):
+    cfg = tmp_path / "ring.toml"
+    cfg.write_text('data = "ring8"\nloss = "hinge"\nsteps = 10\nwidth_g = 16\nwidth_d = 16\nbatch_size = 32\n')
+    run = tmp_path / "toml"
+    assert main(["train", "--config", str(cfg), "--steps", "20", "--out", str(run), "--quiet"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["loss"], saved["steps"], saved["width_g"]) == ("hinge", 20, 16)
+    cfg.write_text('data = "ring8"\nsteps = "many"\n')
+    result = gankit("train", "--config", cfg, "--quiet")
+    assert result.returncode == 2 and "'steps' must be int" in result.stderr

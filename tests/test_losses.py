@@ -97,3 +97,35 @@ def test_gradient_penalty_is_zero_for_a_unit_gradient_critic(shape):
     real, fake = torch.randn(shape), torch.randn(shape)
     assert gradient_penalty(critic, real, fake).item() < 1e-10
     assert_close(gradient_penalty(lambda t: 3 * critic(t), real, fake), torch.tensor(4.0))
+
+
+def d_grads(name, real, fake):
+    r, f = torch.tensor(real, requires_grad=True), torch.tensor(fake, requires_grad=True)
+    LOSSES[name].d(real_logits=r, fake_logits=f).backward()
+    return r.grad, f.grad
+
+
+@pytest.mark.parametrize("name, real_grad, fake_grad", [
+    # d/dl of the per-sample loss, divided by the batch size 2
+    ("ns", lambda r: -(1 - torch.sigmoid(r)) / 2, lambda f: torch.sigmoid(f) / 2),
+    ("wgan", lambda r: torch.full_like(r, -0.5), lambda f: torch.full_like(f, 0.5)),
+    ("hinge", lambda r: -(r < 1).float() / 2, lambda f: (f > -1).float() / 2),
+    ("lsgan", lambda r: (r - 1) / 2, lambda f: f / 2),
+])
+def test_d_loss_gradients_at_known_logits(name, real_grad, fake_grad):
+    real, fake = [0.3, 2.0], [-0.4, -1.5]
+    got_r, got_f = d_grads(name, real, fake)
+    assert_close(got_r, real_grad(torch.tensor(real)))
+    assert_close(got_f, fake_grad(torch.tensor(fake)))
+
+
+@pytest.mark.parametrize("name, grad", [
+    ("minimax", lambda f: -torch.sigmoid(f) / 2),
+    ("ns", lambda f: -(1 - torch.sigmoid(f)) / 2),
+    ("wgan", lambda f: torch.full_like(f, -0.5)),
+    ("lsgan", lambda f: (f - 1) / 2),
+])
+def test_g_loss_gradients_at_known_logits(name, grad):
+    fake = torch.tensor([-0.4, 1.5], requires_grad=True)
+    LOSSES[name].g(fake_logits=fake).backward()
+    assert_close(fake.grad, grad(fake.detach()))
