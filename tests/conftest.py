@@ -11,21 +11,30 @@ def _isolated(monkeypatch, tmp_path):
     torch.set_num_threads(2)
 
 
-@pytest.fixture
-def tiny_images(tmp_path):
-    """A 16×16 two-class npz dataset: bright squares (class 0) and bright bars (class 1) on black."""
-    rng = np.random.default_rng(0)
-    x = np.zeros((256, 16, 16), dtype=np.uint8)
-    y = np.arange(256) % 2
-    for i in range(256):
-        r, c = rng.integers(2, 10, size=2)
+def write_shapes(path, n, side, seed=0):
+    """A two-class grey npz: a filled square (class 0) or a vertical bar (class 1), at random places."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, side, side), dtype=np.uint8)
+    y = np.arange(n) % 2
+    size = side // 3
+    for i in range(n):
+        r, c = rng.integers(1, side - size, size=2)
         if y[i] == 0:
-            x[i, r:r + 5, c:c + 5] = 255
+            x[i, r:r + size, c:c + size] = 255
         else:
-            x[i, :, c:c + 3] = 200
-    path = tmp_path / "tiny.npz"
+            x[i, 1:side - 1, c:c + 3] = 210
     np.savez(path, x=x, y=y)
     return path
+
+
+@pytest.fixture
+def tiny_images(tmp_path):
+    return write_shapes(tmp_path / "tiny.npz", 256, 16)
+
+
+@pytest.fixture
+def tiny28(tmp_path):
+    return write_shapes(tmp_path / "tiny28.npz", 200, 28, seed=1)
 
 
 TINY_TOY = dict(data="ring8", width_g=32, width_d=32, depth=2, batch_size=64, latent_dim=4, log_every=10,
@@ -41,3 +50,4 @@ def tiny_toy():
 def tiny_dcgan(tiny_images):
     return dict(data=str(tiny_images), width_g=8, width_d=8, latent_dim=8, batch_size=32, log_every=10,
                 sample_every=50, checkpoint_every=50, grid_size=16)
+

@@ -134,14 +134,17 @@ def test_missing_extractor_is_one_clear_error(monkeypatch, tmp_path):
         inception.load_inception()
     with pytest.raises(ConfigError, match="do not exist"):
         inception.load_inception(tmp_path / "nothing.pt")
+    other = tmp_path / "pool.pt"
+    torch.jit.script(Pool()).save(str(other))
+    with pytest.raises(ConfigError, match="not the expected Inception graph"):
+        inception.load_inception(other)
 
 
-def test_eval_cli_on_an_image_run_with_a_stand_in_extractor(tmp_path, tiny_images, capsys):
+def test_eval_cli_on_an_image_run_with_a_stand_in_extractor(tmp_path, tiny_images, capsys, monkeypatch):
     run = train(data=str(tiny_images), steps=10, width_g=8, width_d=8, batch_size=32, out=str(tmp_path / "r"),
                 show_progress=False)
-    model = tmp_path / "pool.pt"
-    torch.jit.script(Pool()).save(str(model))
-    args = ["eval", str(run), "--n", "40", "--inception", str(model), "--json"]
+    monkeypatch.setattr(inception, "load_inception", lambda path=None, fast=False: tiny_extractor())
+    args = ["eval", str(run), "--n", "40", "--json"]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["metrics"]) == {"fid", "kid", "kid_std", "precision", "recall"}

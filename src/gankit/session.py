@@ -155,6 +155,9 @@ class Session:
         n_fixed = TOY_POINTS if self.toy is not None else cfg.grid_size
         self.fixed_z, self.fixed_y = fixed_noise(cfg.seed, n_fixed, cfg.latent_dim, self.spec.num_classes)
 
+        self.evaluator = None
+        if cfg.eval_every and self.main:
+            self.evaluator = TrainingEvaluator(cfg, self.spec)
         self.step = self.saved_step = 0
         self.elapsed_before = 0.0
         if resume:
@@ -224,6 +227,16 @@ class Session:
         save_png(image, path)
         self._writer().add_image("samples", image, self.step)
 
+    def evaluate(self) -> None:
+        if self.evaluator is None:
+            return
+        G = self.G_ema if self.G_ema is not None else self.G
+        values = self.evaluator(G)
+        append_jsonl(self.run_dir / "metrics.jsonl", {"step": self.step, "time": round(self.elapsed(), 3), **values})
+        for name, value in values.items():
+            self._writer().add_scalar(f"eval/{name}", value, self.step)
+        self.say(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+
     def save_checkpoint(self) -> None:
         if self.main:
             modules = {"G": self.G, "D": self.D}
@@ -261,6 +274,53 @@ class Session:
         self.progress.close()
         if self.tb is not None:
             self.tb.close()
+
+
+class TrainingEvaluator:
+    """Domain FID and class coverage (and Inception FID when asked) of a fixed set of z, every eval_every steps.
+
+    The classifier, its reference features and the Inception reference are loaded once, at the start of training.
+    """
+
+    def __init__(self, cfg: TrainConfig, spec: NetSpec):
+        from .metrics import classifier, evaluate
+
+        self.cfg, self.spec = cfg, spec
+        n = cfg.eval_samples
+        self.inception = None
+        if cfg.eval_inception:
+            from .metrics.inception import load_inception
+
+            self.inception = load_inception()
+            self.inception_reference = evaluate.reference_features(cfg.data, "test", n, self.inception, cfg.data_dir)[0]
+        self.classifier = None
+        if evaluate.has_classifier(cfg.data) and spec.channels == 1:
+            self.classifier = classifier.load_classifier(cfg.data)[0]
+            reference_images = evaluate.real_images(cfg.data, "test", n, cfg.data_dir)[0]
+            self.classifier_reference = classifier.classify(self.classifier, reference_images)[0]
+        elif self.inception is None:
+            raise ConfigError(f"--eval-every measures domain FID and coverage with a domain classifier, and there is "
+                              f"none for {cfg.data}; add --eval-inception for Inception FID instead, or train one "
+                              f"with `gankit classifier train --data {cfg.data}`")
+
+    @torch.no_grad()
+    def __call__(self, G: torch.nn.Module) -> dict[str, float]:
+        from .metrics import evaluate
+        from .sample import generate, labels_for
+
+        n, was_training = self.cfg.eval_samples, G.training
+        labels = labels_for(self.spec.num_classes, n, None)
+        G.eval()
+        fake = to_uint8(generate(G, self.spec.latent_dim, n, seed=self.cfg.seed + 1, labels=labels))
+        G.train(was_training)
+        values = {}
+        if self.classifier is not None:
+            values, _ = evaluate.domain_metrics(self.cfg.data, fake, ["coverage", "dfid"], n,
+                                                labels=labels if self.spec.num_classes else None,
+                                                model=self.classifier, reference=self.classifier_reference)
+        if self.inception is not None:
+            values.update(evaluate.image_metrics(self.inception_reference, self.inception(fake), ["fid"]))
+        return values
 
 
 def train(cfg: TrainConfig | None = None, resume: bool = False, show_progress: bool = True, **overrides) -> Path:

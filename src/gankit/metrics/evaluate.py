@@ -18,20 +18,30 @@ from ..images import to_uint8
 from ..sample import generate, labels_for
 from ..session import load_networks
 from .fid import feature_stats, frechet_distance
+from . import classifier
 from .inception import Extractor
 from .kid import kid
 from .precision_recall import precision_recall
 from .toy import discriminator_gap, jsd_estimate, mode_metrics, select_bandwidth
 
-IMAGE_METRICS = ("fid", "kid", "pr")
+INCEPTION_METRICS = ("fid", "kid", "pr")
+DOMAIN_METRICS = ("coverage", "dfid")  # need a domain classifier for the dataset
+IMAGE_METRICS = INCEPTION_METRICS + DOMAIN_METRICS
 
 
-def parse_metrics(text: str) -> list[str]:
+def parse_metrics(text: str | None, data: str | None = None) -> list[str]:
+    """The requested metrics; None = fid, kid, pr, plus coverage and dfid where a domain classifier exists."""
+    if text is None:
+        return list(INCEPTION_METRICS) + (list(DOMAIN_METRICS) if data and has_classifier(data) else [])
     names = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in IMAGE_METRICS]
     if unknown or not names:
         raise ConfigError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(IMAGE_METRICS)}")
     return names
+
+
+def has_classifier(data: str) -> bool:
+    return classifier.user_path(data).is_file() or classifier.shipped_path(data).is_file()
 
 
 def real_images(data: str, split: str, n: int, data_dir: str | None = None, seed: int = 0):
@@ -96,36 +106,78 @@ def is_toy_run(run_dir: str | Path) -> bool:
     return run_config(Path(run_dir)).get("model") == "mlp"
 
 
-def evaluate_run(run_dir: str | Path, extractor_factory, metrics: list[str], n: int = 2000, ref: str = "test",
-                 seed: int = 0, ema: bool | None = None) -> dict:
+def evaluate_run(run_dir: str | Path, extractor_factory, metrics: list[str] | None = None, n: int = 2000,
+                 ref: str = "test", seed: int = 0, ema: bool | None = None) -> dict:
     """Image metrics of a run's latest checkpoint vs the reference split of its training data; writes eval.json."""
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
+    metrics = parse_metrics(None, cfg["data"]) if metrics is None else metrics
     ema = has_ema(cfg) if ema is None else ema
     G, _, spec, step = load_networks(run_dir, ema=ema)
     if spec.resolution == 0:
         raise ConfigError(f"{run_dir} is a 2-D toy run: run `gankit eval {run_dir}` without --metrics")
-    extractor = extractor_factory()
-    real, reference = reference_features(cfg["data"], ref, n, extractor, cfg.get("data_dir"), seed)
-    fake_images = to_uint8(generate(G, spec.latent_dim, n, seed=seed + 1, labels=labels_for(spec.num_classes, n, None)))
-    fake = extractor(fake_images)
-    result = {"run": str(run_dir), "step": step, "weights": "G_ema" if ema else "G",
-              "metrics": image_metrics(real, fake, metrics, seed),
-              "protocol": protocol(extractor, n, reference, seed)}
+    labels = labels_for(spec.num_classes, n, None)
+    fake_images = to_uint8(generate(G, spec.latent_dim, n, seed=seed + 1, labels=labels))
+    values, proto = {}, {"n_fake": n, "seed": seed}
+    inception_names = [m for m in metrics if m in INCEPTION_METRICS]
+    if inception_names:
+        extractor = extractor_factory()
+        real, reference = reference_features(cfg["data"], ref, n, extractor, cfg.get("data_dir"), seed)
+        values.update(image_metrics(real, extractor(fake_images), inception_names, seed))
+        proto = protocol(extractor, n, reference, seed)
+    if any(m in DOMAIN_METRICS for m in metrics):
+        domain, domain_proto = domain_metrics(cfg["data"], fake_images, metrics, n, ref, cfg.get("data_dir"),
+                                              labels if spec.num_classes else None, seed)
+        values.update(domain)
+        proto["domain"] = domain_proto
+    result = {"run": str(run_dir), "step": step, "weights": "G_ema" if ema else "G", "metrics": values,
+              "protocol": proto}
     write_result(run_dir / "eval.json", result)
     return result
 
 
+def domain_metrics(data: str, fake_images: torch.Tensor, metrics: list[str], n: int, ref: str = "test",
+                   data_dir: str | None = None, labels: torch.Tensor | None = None, seed: int = 0,
+                   model=None, reference=None) -> tuple[dict, dict]:
+    """Coverage, domain IS, domain FID and (conditional runs) accuracy on G(z, y) by the domain classifier.
+
+    `model` and `reference` (its features of the reference images) may be passed in to evaluate repeatedly.
+    """
+    meta = {}
+    if model is None:
+        model, meta = classifier.load_classifier(data)
+    if reference is None:
+        reference = classifier.classify(model, real_images(data, ref, n, data_dir, seed)[0])[0]
+    features, probs = classifier.classify(model, fake_images)
+    values = {}
+    if "coverage" in metrics:
+        values.update(classifier.coverage(probs))
+        if labels is not None:
+            values["conditional_accuracy"] = float((probs.argmax(1) == labels).double().mean())
+    if "dfid" in metrics:
+        values["domain_fid"] = frechet_distance(feature_stats(reference), feature_stats(features))
+    proto = {"classifier": meta.get("path", "given"), "test_accuracy": meta.get("test_accuracy"),
+             "features": f"{classifier.FEATURES}-d penultimate layer", "reference": f"{data} {ref}, n={n}"}
+    return values, proto
+
+
 def real_vs_real(data: str, extractor_factory, metrics: list[str], n: int = 2000, data_dir: str | None = None,
                  seed: int = 0) -> dict:
-    """The floor of every metric: n train images against n test images of the same dataset."""
-    extractor = extractor_factory()
-    test, reference = reference_features(data, "test", n, extractor, data_dir, seed)
-    train, train_info = reference_features(data, "train", n, extractor, data_dir, seed)
-    result = {"real_vs_real": data, "metrics": image_metrics(test, train, metrics, seed),
-              "protocol": protocol(extractor, train_info["n_real"], reference, seed)}
-    result["protocol"]["compared"] = train_info
-    return result
+    """The floor of every metric: n train images in the place of generated ones, against n test images."""
+    values, proto = {}, {"n_fake": n, "seed": seed}
+    inception_names = [m for m in metrics if m in INCEPTION_METRICS]
+    if inception_names:
+        extractor = extractor_factory()
+        test, reference = reference_features(data, "test", n, extractor, data_dir, seed)
+        train, train_info = reference_features(data, "train", n, extractor, data_dir, seed)
+        values.update(image_metrics(test, train, inception_names, seed))
+        proto = protocol(extractor, train_info["n_real"], reference, seed)
+        proto["compared"] = train_info
+    if any(m in DOMAIN_METRICS for m in metrics):
+        train_images = real_images(data, "train", n, data_dir, seed)[0]
+        values_domain, proto["domain"] = domain_metrics(data, train_images, metrics, n, "test", data_dir, seed=seed)
+        values.update(values_domain)
+    return {"real_vs_real": data, "metrics": values, "protocol": proto}
 
 
 @torch.no_grad()

