@@ -128,3 +128,10 @@ def test_image_batches_cover_each_image_once_per_epoch_and_shard():
     assert not torch.equal(full(0)[0], full(5)[0])  # a new permutation each epoch
     ranks = [ImageBatches(x, None, batch_size=8, seed=0, rank=r, world_size=2) for r in range(2)]
     assert torch.equal(torch.cat([r(3)[0] for r in ranks]), full(3)[0])
+
+
+def test_max_minutes_stops_a_run_with_a_checkpoint(tmp_path, tiny_toy):
+    run = train(out=str(tmp_path / "timed"), steps=10**6, max_minutes=0.05, show_progress=False, **tiny_toy)
+    step, _ = checkpoint.list_checkpoints(run)[-1]
+    assert 0 < step < 10**6
+    assert records(run)[-1]["step"] == step

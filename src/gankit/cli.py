@@ -54,7 +54,7 @@ CLASSIFIER_EXAMPLES = """examples:
 """
 
 # What may change when a run continues: anything else would not be the same run.
-RESUMABLE = {"steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "threads", "device",
+RESUMABLE = {"steps", "max_minutes", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "threads", "device",
              "eval_every", "eval_samples", "eval_inception"}
 
 

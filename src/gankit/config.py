@@ -57,6 +57,7 @@ class TrainConfig:
     beta2: float | None = None  # Adam β2; None = 0.999 (0.9 for wgan-gp)
     batch_size: int | None = None  # global batch size; None = 128 for images, 256 for toy data
     steps: int = 3000  # G updates to train for (the total, also when resuming)
+    max_minutes: float | None = None  # also stop after this much training time (a wall-clock budget); None = no limit
     ema: float | None = 0.999  # decay of the exponential moving average of G's weights; None = no EMA
     # Runtime
     seed: int = 0  # seeds weights, data order and noise
@@ -185,5 +186,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
     if not 0 <= cfg.dropout < 1:
         raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.max_minutes is not None and cfg.max_minutes <= 0:
+        raise ConfigError(f"max_minutes must be positive, got {cfg.max_minutes}")
     if cfg.ema is not None and not 0 < cfg.ema < 1:
         raise ConfigError(f"ema must be in (0, 1) or null, got {cfg.ema}")

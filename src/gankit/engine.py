@@ -127,7 +127,8 @@ class StopRequested:
 
 
 def train_loop(session, stop: StopRequested) -> str:
-    """Alternate D and G updates from session.step to cfg.steps; returns why it ended: "done" or "interrupted".
+    """Alternate D and G updates from session.step to cfg.steps (or until cfg.max_minutes of training); returns why
+    it ended: "done" or "interrupted".
 
     `session` (see `gankit.session`) owns the networks, optimisers, data, and the run folder's writers.
     """
@@ -153,7 +154,8 @@ def train_loop(session, stop: StopRequested) -> str:
         tick_images += x.shape[0] * game.n_critic * session.world_size
         session.progress.update(1)
 
-        last = step == cfg.steps
+        out_of_time = cfg.max_minutes is not None and session.elapsed() >= 60 * cfg.max_minutes
+        last = step == cfg.steps or out_of_time
         if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or last:
             values = stats.flush()
             bad = non_finite(values)
@@ -171,4 +173,7 @@ def train_loop(session, stop: StopRequested) -> str:
             session.evaluate()
         if step % cfg.checkpoint_every == 0 or last:
             session.save_checkpoint()
+        if out_of_time:
+            session.say(f"--max-minutes {cfg.max_minutes} reached at step {step}")
+            break
     return "done"
