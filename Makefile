@@ -1,4 +1,4 @@
-# make demo: set up and train a DCGAN on Fashion-MNIST (CPU, ~10 min) into runs/demo/
+# make demo: set up and train a DCGAN on Fashion-MNIST (2 CPU cores: ~8 min of training) into runs/demo/
 # make test: set up and run the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -24,7 +24,7 @@ data:
 
 demo: setup
 	rm -rf runs/demo
-	$(BIN)/gankit train --data fashion-mnist --steps 4000 --out runs/demo
+	$(BIN)/gankit train --data fashion-mnist --steps 12000 --out runs/demo
 	$(BIN)/gankit sample runs/demo --n 64 --ema --out runs/demo/final.png
 	@echo "demo: samples in runs/demo/samples/ and runs/demo/final.png; TensorBoard: $(BIN)/tensorboard --logdir runs/demo/tb"
 

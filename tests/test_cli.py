@@ -49,7 +49,7 @@ def test_conditional_image_run_and_label_sampling(tmp_path, tiny_images):
                  "--width-g", "8", "--width-d", "8", "--batch-size", "32", "--out", str(run), "--quiet",
                  "--grid-size", "16"])
     assert code == 0
-    assert Image.open(run / "samples" / "step_0000020.png").size == (16 * 4 + 10, 16 * 4 + 10)
+    assert Image.open(run / "samples" / "step_0000020.png").size == (2 * 18 + 2, 8 * 18 + 2)  # a column per class
     assert main(["sample", str(run), "--label", "1", "--n", "8", "--out", str(tmp_path / "s.png"), "--ema"]) == 0
     assert Image.open(tmp_path / "s.png").size[0] > 0
 

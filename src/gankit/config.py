@@ -51,11 +51,11 @@ class TrainConfig:
     weight_clip: float | None = None  # clip D's weights to ±this after each step; None = the loss's default (0.01 for wgan)
     # Optimisation
     optimizer: str = "adam"  # adam or rmsprop
-    lr_g: float = 2e-4  # G learning rate
-    lr_d: float = 2e-4  # D learning rate (a different value from lr_g is TTUR)
+    lr_g: float | None = None  # G learning rate; None = 4e-4 for dcgan, 2e-4 for mlp, 1e-4 for wgan-gp, 5e-5 for wgan
+    lr_d: float | None = None  # D learning rate (a value other than lr_g is TTUR); None = as lr_g
     beta1: float | None = None  # Adam β1; None = 0.5 (0.0 for wgan-gp)
     beta2: float | None = None  # Adam β2; None = 0.999 (0.9 for wgan-gp)
-    batch_size: int | None = None  # global batch size; None = 128 for images, 256 for toy data
+    batch_size: int | None = None  # global batch size; None = 32 for images (more updates per minute), 256 for toy data
     steps: int = 3000  # G updates to train for (the total, also when resuming)
     max_minutes: float | None = None  # also stop after this much training time (a wall-clock budget); None = no limit
     ema: float | None = 0.999  # decay of the exponential moving average of G's weights; None = no EMA
@@ -180,7 +180,7 @@ def validate(cfg: TrainConfig) -> None:
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be at least 1, got {value}")
     for name in ("lr_g", "lr_d"):
-        if getattr(cfg, name) <= 0:
+        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(cfg, name)}")
     if not 0 <= cfg.label_smoothing < 1:
         raise ConfigError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")

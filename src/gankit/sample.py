@@ -45,6 +45,8 @@ def sample_to_file(run_dir: str | Path, out: str | Path, n: int = 64, seed: int 
         raise ConfigError(f"--n must be at least 1, got {n}")
     G, spec, _ = load_generator(run_dir, ema=ema)
     samples = generate(G, spec.latent_dim, n, seed, labels_for(spec.num_classes, n, label))
+    if spec.num_classes and label is None and nrow is None:
+        nrow = spec.num_classes  # labels cycle through the classes: one column per class
     image = scatter({"G(z)": (samples, (214, 39, 40))}) if spec.resolution == 0 else grid(to_uint8(samples), nrow)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,10 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         raise ConfigError(f"label smoothing has no meaning for the {cfg.loss} loss")
     gp_loss = cfg.loss == "wgan-gp"
     auto_bf16 = dcgan and _native_bf16(_device(cfg.device))  # toy points need fp32: bf16 rounds 1.0 to 2^-8
+    # Learning rates: the WGAN papers' own; for the rest, 4e-4 at batch 32 trained DCGAN on Fashion-MNIST to a
+    # clearly lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs in README, "Defaults").
+    lr = {"wgan": 5e-5, "wgan-gp": 1e-4}.get(cfg.loss, 4e-4 if dcgan else 2e-4)
+    lr_g = cfg.lr_g or lr
     return dataclasses.replace(
         cfg,
         model=model,
@@ -77,7 +81,9 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         weight_clip=cfg.weight_clip if cfg.weight_clip is not None else loss.weight_clip,
         beta1=cfg.beta1 if cfg.beta1 is not None else (0.0 if gp_loss else 0.5),
         beta2=cfg.beta2 if cfg.beta2 is not None else (0.9 if gp_loss else 0.999),
-        batch_size=cfg.batch_size or (128 if not toy else 256),
+        batch_size=cfg.batch_size or (32 if not toy else 256),
+        lr_g=lr_g,
+        lr_d=cfg.lr_d or lr_g,
         precision={"auto": "bf16" if auto_bf16 else "fp32"}.get(cfg.precision, cfg.precision),
         out=cfg.out or f"runs/{Path(cfg.data).stem}-{cfg.loss}",
     )
@@ -223,7 +229,7 @@ class Session:
             real = self.toy.sample(TOY_POINTS, generator=seeded(self.cfg.seed, 4))
             image = scatter({"data": (real, (150, 150, 150)), "G(z)": (out, (214, 39, 40))})
         else:
-            image = grid(to_uint8(out))
+            image = grid(to_uint8(out), nrow=self.spec.num_classes or None)  # conditional: one column per class
         save_png(image, path)
         self._writer().add_image("samples", image, self.step)
 
