@@ -222,14 +222,14 @@ def finite(value):
 
 def format_table(result: dict) -> str:
     """A metric table followed by the protocol, for the terminal."""
-    lines = [f"{'metric':<18}value"]
+    lines = [f"{'metric':<22}value"]
     metrics = result["metrics"]
     for name, value in metrics.items():
         if name == "kid_std":
             continue
         text = f"{value:.5f} ± {metrics['kid_std']:.5f}" if name == "kid" else (
             f"{value:.4f}" if isinstance(value, float) else str(value))
-        lines.append(f"{name:<18}{text}")
+        lines.append(f"{name:<22}{text}")
     lines.append("protocol:")
     for key, value in result["protocol"].items():
         lines.append(f"  {key}: {value}")
