@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
@@ -79,8 +79,6 @@ def save(run_dir: Path, step: int, modules: dict[str, torch.nn.Module], metadata
 
 
 def read_metadata(weights: Path) -> dict[str, Any]:
-    from safetensors import safe_open
-
     try:
         with safe_open(str(weights), "pt") as f:
             return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}

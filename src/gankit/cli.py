@@ -15,6 +15,10 @@ MAIN_EXAMPLES = """examples:
   gankit train --data fashion-mnist --model dcgan --loss ns --steps 3000 --out runs/fm
   gankit train --data ring8 --model mlp --loss minimax --steps 2000 --out runs/ring
   gankit sample runs/fm --n 64 --out grid.png
+  gankit eval runs/fm                      FID, KID, precision/recall, class coverage -> runs/fm/eval.json
+  gankit eval --real-vs-real fashion-mnist
+  gankit classifier train --data fashion-mnist
+  gankit bench
   gankit <command> --help          options of one command
 """
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -128,8 +128,6 @@ def load_classifier(data: str, path: str | Path | None = None) -> tuple[DomainCl
     if found is None:
         raise ConfigError(f"no domain classifier for {data}: train one with `gankit classifier train --data {data}`")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(found), "pt") as f:
             metadata = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
         state = load_file(str(found))
