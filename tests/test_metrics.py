@@ -174,3 +174,27 @@ def test_real_inception_on_8_images_matches_the_shipped_model():
         expected = shipped(inception.resize_clean(images) / 128 - 1)
     assert features.shape == (8, 2048)
     assert (features - expected).abs().max() <= 1e-4
+
+
+def test_reference_cache_is_per_source_and_survives_a_damaged_file(tmp_path):
+    from gankit.data import cache_dir
+    from gankit.metrics.evaluate import reference_features
+    from conftest import write_shapes
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = write_shapes(tmp_path / "a" / "same.npz", 40, 16, seed=1)
+    b = write_shapes(tmp_path / "b" / "same.npz", 40, 16, seed=2)
+    fa, _ = reference_features(str(a), "test", 20, tiny_extractor())
+    fb, _ = reference_features(str(b), "test", 20, tiny_extractor())
+    assert not torch.equal(fa, fb)  # same file name, different data: no shared cache entry
+    for entry in (cache_dir("stats")).iterdir():
+        entry.write_bytes(b"damaged")
+    again, _ = reference_features(str(a), "test", 20, tiny_extractor())
+    assert_close(again, fa)
+
+
+def test_kid_std_reflects_subset_variation_at_small_n():
+    gen = torch.Generator().manual_seed(6)
+    mean, std = kid(torch.randn(200, 8, generator=gen), torch.randn(200, 8, generator=gen), subsets=20)
+    assert std > 0

@@ -64,7 +64,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
     gp_loss = cfg.loss == "wgan-gp"
     auto_bf16 = dcgan and _native_bf16(_device(cfg.device))  # toy points need fp32: bf16 rounds 1.0 to 2^-8
     # Learning rates: the WGAN papers' own; for the rest, 4e-4 at batch 32 trained DCGAN on Fashion-MNIST to a
-    # clearly lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs in README, "Defaults").
+    # clearly lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs/performance.md).
     lr = {"wgan": 5e-5, "wgan-gp": 1e-4}.get(cfg.loss, 4e-4 if dcgan else 2e-4)
     lr_g = cfg.lr_g or lr
     return dataclasses.replace(
@@ -163,6 +163,8 @@ class Session:
 
         self.evaluator = None
         if cfg.eval_every and self.main:
+            from .metrics.evaluate import TrainingEvaluator  # metrics sit above training; loaded only when asked
+
             self.evaluator = TrainingEvaluator(cfg, self.spec)
         self.step = self.saved_step = 0
         self.elapsed_before = 0.0
@@ -280,53 +282,6 @@ class Session:
         self.progress.close()
         if self.tb is not None:
             self.tb.close()
-
-
-class TrainingEvaluator:
-    """Domain FID and class coverage (and Inception FID when asked) of a fixed set of z, every eval_every steps.
-
-    The classifier, its reference features and the Inception reference are loaded once, at the start of training.
-    """
-
-    def __init__(self, cfg: TrainConfig, spec: NetSpec):
-        from .metrics import classifier, evaluate
-
-        self.cfg, self.spec = cfg, spec
-        n = cfg.eval_samples
-        self.inception = None
-        if cfg.eval_inception:
-            from .metrics.inception import load_inception
-
-            self.inception = load_inception()
-            self.inception_reference = evaluate.reference_features(cfg.data, "test", n, self.inception, cfg.data_dir)[0]
-        self.classifier = None
-        if evaluate.has_classifier(cfg.data) and spec.channels == 1:
-            self.classifier = classifier.load_classifier(cfg.data)[0]
-            reference_images = evaluate.real_images(cfg.data, "test", n, cfg.data_dir)[0]
-            self.classifier_reference = classifier.classify(self.classifier, reference_images)[0]
-        elif self.inception is None:
-            raise ConfigError(f"--eval-every measures domain FID and coverage with a domain classifier, and there is "
-                              f"none for {cfg.data}; add --eval-inception for Inception FID instead, or train one "
-                              f"with `gankit classifier train --data {cfg.data}`")
-
-    @torch.no_grad()
-    def __call__(self, G: torch.nn.Module) -> dict[str, float]:
-        from .metrics import evaluate
-        from .sample import generate, labels_for
-
-        n, was_training = self.cfg.eval_samples, G.training
-        labels = labels_for(self.spec.num_classes, n, None)
-        G.eval()
-        fake = to_uint8(generate(G, self.spec.latent_dim, n, seed=self.cfg.seed + 1, labels=labels))
-        G.train(was_training)
-        values = {}
-        if self.classifier is not None:
-            values, _ = evaluate.domain_metrics(self.cfg.data, fake, ["coverage", "dfid"], n,
-                                                labels=labels if self.spec.num_classes else None,
-                                                model=self.classifier, reference=self.classifier_reference)
-        if self.inception is not None:
-            values.update(evaluate.image_metrics(self.inception_reference, self.inception(fake), ["fid"]))
-        return values
 
 
 def train(cfg: TrainConfig | None = None, resume: bool = False, show_progress: bool = True, **overrides) -> Path:

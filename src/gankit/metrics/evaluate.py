@@ -3,8 +3,10 @@ density. Every result carries its protocol, because FIDs from different protocol
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import pickle
 import re
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from ..sample import generate, labels_for
 from ..session import load_networks
 from .fid import feature_stats, frechet_distance
 from . import classifier
-from .inception import Extractor
+from .inception import Extractor, load_inception
 from .kid import kid
 from .precision_recall import precision_recall
 from .toy import discriminator_gap, jsd_estimate, mode_metrics, select_bandwidth
@@ -56,13 +58,22 @@ def real_images(data: str, split: str, n: int, data_dir: str | None = None, seed
 
 def reference_features(data: str, split: str, n: int, extractor: Extractor, data_dir: str | None = None,
                        seed: int = 0, cache: bool = True):
-    """Features of n reference images, cached per (dataset, split, n, extractor hash, precision, resize mode)."""
+    """Features of n reference images, cached per (data source, split, n, seed, extractor hash, precision, resize).
+
+    The source is the dataset name plus --data-dir, or the resolved path of a folder or .npz, so that two
+    folders with the same name never share a cache entry. An unreadable cache entry is recomputed.
+    """
     tag = "bf16" if extractor.bf16 else "fp32"
-    key = re.sub(r"[^\w.-]+", "_", f"{Path(data).name}-{split}-{n}-seed{seed}-{extractor.weights_hash}-{tag}-clean")
+    source = str(Path(data).resolve()) if Path(data).exists() else f"{data}|{data_dir or ''}"
+    digest = hashlib.sha256(source.encode()).hexdigest()[:8]
+    key = re.sub(r"[^\w.-]+", "_", f"{Path(data).name}-{digest}-{split}-{n}-seed{seed}-{extractor.weights_hash}-{tag}-clean")
     path = cache_dir("stats") / f"{key}.pt"
     if cache and path.exists():
-        saved = torch.load(path, weights_only=True)
-        return saved["features"], saved["reference"]
+        try:
+            saved = torch.load(path, weights_only=True)
+            return saved["features"], saved["reference"]
+        except (OSError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError):
+            pass  # a damaged cache file: compute the features again and overwrite it
     images, reference = real_images(data, split, n, data_dir, seed)
     features = extractor(images)
     if cache:
@@ -178,6 +189,46 @@ def real_vs_real(data: str, extractor_factory, metrics: list[str], n: int = 2000
         values_domain, proto["domain"] = domain_metrics(data, train_images, metrics, n, "test", data_dir, seed=seed)
         values.update(values_domain)
     return {"real_vs_real": data, "metrics": values, "protocol": proto}
+
+
+class TrainingEvaluator:
+    """Domain FID and class coverage (and Inception FID when asked) of a fixed set of z, every eval_every steps.
+
+    The classifier, its reference features and the Inception reference are loaded once, at the start of training.
+    """
+
+    def __init__(self, cfg, spec):
+        self.cfg, self.spec = cfg, spec
+        n = cfg.eval_samples
+        self.inception = None
+        if cfg.eval_inception:
+            self.inception = load_inception()
+            self.inception_reference = reference_features(cfg.data, "test", n, self.inception, cfg.data_dir)[0]
+        self.classifier = None
+        if has_classifier(cfg.data) and spec.channels == 1:
+            self.classifier = classifier.load_classifier(cfg.data)[0]
+            reference_images = real_images(cfg.data, "test", n, cfg.data_dir)[0]
+            self.classifier_reference = classifier.classify(self.classifier, reference_images)[0]
+        elif self.inception is None:
+            raise ConfigError(f"--eval-every measures domain FID and coverage with a domain classifier, and there is "
+                              f"none for {cfg.data}; add --eval-inception for Inception FID instead, or train one "
+                              f"with `gankit classifier train --data {cfg.data}`")
+
+    @torch.no_grad()
+    def __call__(self, G: torch.nn.Module) -> dict[str, float]:
+        n, was_training = self.cfg.eval_samples, G.training
+        labels = labels_for(self.spec.num_classes, n, None)
+        G.eval()
+        fake = to_uint8(generate(G, self.spec.latent_dim, n, seed=self.cfg.seed + 1, labels=labels))
+        G.train(was_training)
+        values = {}
+        if self.classifier is not None:
+            values, _ = domain_metrics(self.cfg.data, fake, ["coverage", "dfid"], n,
+                                       labels=labels if self.spec.num_classes else None,
+                                       model=self.classifier, reference=self.classifier_reference)
+        if self.inception is not None:
+            values.update(image_metrics(self.inception_reference, self.inception(fake), ["fid"]))
+        return values
 
 
 @torch.no_grad()

@@ -19,10 +19,14 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
         seed: int = 0) -> tuple[float, float]:
-    """(mean, std) of the unbiased MMD² over `subsets` random subsets of min(subset_size, n) samples each."""
-    m = min(subset_size, real.shape[0], fake.shape[0])
+    """(mean, std) of the unbiased MMD² over `subsets` random subsets of min(subset_size, n/2) samples each.
+
+    At most half of the smaller set, so subsets differ and the std means something even for small n (at n = 2,000
+    this is the usual 1,000).
+    """
+    m = min(subset_size, real.shape[0] // 2, fake.shape[0] // 2)
     if m < 2:
-        raise ValueError("KID needs at least 2 samples in each set")
+        raise ValueError("KID needs at least 4 samples in each set")
     gen = torch.Generator().manual_seed(seed)
     real, fake = real.double(), fake.double()
     values = torch.stack([
