@@ -54,7 +54,8 @@ def test_conditional_image_run_and_label_sampling(tmp_path, tiny_images):
     assert Image.open(tmp_path / "s.png").size[0] > 0
 
 
-def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])  # SIGTERM: what torchrun and schedulers send
+def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, sig):
     run = tmp_path / "stopped"
     proc = subprocess.Popen([sys.executable, "-m", "gankit", "train", *TOY_FLAGS, "--steps", "100000",
                              "--checkpoint-every", "100000", "--out", str(run)],
@@ -62,7 +63,7 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     deadline = time.time() + 120
     while not (run / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "--resume" in err

@@ -44,7 +44,7 @@ def test_d_step_lowers_d_loss_on_a_fixed_batch():
                                 batchnorm_g=False, batchnorm_d=False))
     opt = torch.optim.Adam(D.parameters(), lr=1e-2)
     game = Game(LOSSES["ns"], 1.0, 0.0, None, 1)
-    precision = Precision(torch.device("cpu"), bf16=False, channels_last=False)
+    precision = Precision(torch.device("cpu"), dtype=None, channels_last=False)
     x, z = torch.randn(64, 2) + 3, torch.randn(64, 4)
     losses = [d_step(G, D, opt, game, precision, x, None, z, torch.Generator())["loss_d"].item() for _ in range(50)]
     assert losses[-1] < 0.5 * losses[0]
@@ -63,6 +63,7 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_dcgan):
     ("toy", dict(dropout=0.2, loss="wgan-gp")),  # dropout and the penalty's random mix exercise every RNG
     ("dcgan", dict(precision="fp32", conditional=True)),  # batch norm, EMA, Adam state, channels_last
     ("dcgan-bf16", dict(precision="bf16", spectral_norm=True)),  # spectral norm's power-iteration buffers
+    ("dcgan-fp16", dict(precision="fp16")),  # the loss scalers' state
 ])
 def test_resume_is_exact(tmp_path, tiny_toy, tiny_dcgan, kind, extra):
     base = dict(tiny_toy if kind == "toy" else tiny_dcgan, **extra, show_progress=False)

@@ -2,7 +2,8 @@
 
 Images: every epoch is a seeded permutation of the whole (pre-scaled) tensor; batch b of the run takes slice b of it,
 and rank r of W takes the r-th of W equal parts of that slice. Toy data: fresh samples from a generator seeded by the
-batch index.
+batch index. Noise likewise: the whole global batch's z is drawn on every rank and each keeps its part, so a run of
+W processes sees exactly the data and noise of a one-process run with the same global batch.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ class ImageBatches:
             raise ValueError(f"batch size {batch_size} is larger than the dataset ({x.shape[0]} images)")
         self.x, self.y = x, y
         self.batch_size, self.seed = batch_size, seed
-        self.per_rank = batch_size // world_size
-        self.rank = rank
+        self.part = rank_part(batch_size, rank, world_size)
         self.batches_per_epoch = x.shape[0] // batch_size  # the last partial batch of an epoch is dropped
         self._epoch, self._perm = -1, None
 
@@ -39,8 +39,7 @@ class ImageBatches:
         if epoch != self._epoch:
             self._epoch = epoch
             self._perm = torch.randperm(self.x.shape[0], generator=seeded(self.seed, _DATA, epoch))
-        start = j * self.batch_size + self.rank * self.per_rank
-        return self._perm[start:start + self.per_rank]
+        return self._perm[j * self.batch_size:(j + 1) * self.batch_size][self.part]
 
     def __call__(self, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = self.indices(batch)
@@ -53,16 +52,23 @@ class ToyBatches:
     def __init__(self, distribution, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         if batch_size % world_size:
             raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
-        self.distribution, self.seed, self.rank = distribution, seed, rank
-        self.per_rank = batch_size // world_size
+        self.distribution, self.seed, self.batch_size = distribution, seed, batch_size
+        self.part = rank_part(batch_size, rank, world_size)
 
     def __call__(self, batch: int) -> tuple[torch.Tensor, None]:
-        return self.distribution.sample(self.per_rank, generator=seeded(self.seed, _DATA, batch, self.rank)), None
+        points = self.distribution.sample(self.batch_size, generator=seeded(self.seed, _DATA, batch, 0))
+        return points[self.part], None
 
 
-def noise_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
-    """The generator for every z (and gradient-penalty mix) of one training step."""
-    return seeded(seed, _NOISE, step, rank)
+def rank_part(batch_size: int, rank: int, world_size: int) -> slice:
+    """Rank r's rows of a global batch."""
+    per_rank = batch_size // world_size
+    return slice(rank * per_rank, (rank + 1) * per_rank)
+
+
+def noise_generator(seed: int, step: int) -> torch.Generator:
+    """The generator for every z (and gradient-penalty mix) of one training step, the same on every rank."""
+    return seeded(seed, _NOISE, step, 0)
 
 
 def fixed_noise(seed: int, n: int, latent_dim: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
 from . import config as config_mod
-from .errors import ConfigError, GankitError, Interrupted
+from .errors import CheckpointError, ConfigError, DataError, GankitError, Interrupted
 
 MAIN_EXAMPLES = """examples:
   gankit train --data fashion-mnist --model dcgan --loss ns --steps 3000 --out runs/fm
@@ -59,7 +60,7 @@ CLASSIFIER_EXAMPLES = """examples:
 
 # What may change when a run continues: anything else would not be the same run.
 RESUMABLE = {"steps", "max_minutes", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "threads", "device",
-             "eval_every", "eval_samples", "eval_inception"}
+             "sync_batchnorm", "eval_every", "eval_samples", "eval_inception"}
 
 
 def _nullable(base):
@@ -116,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--real-vs-real", metavar="DATA", help="instead of a run: train vs test images of DATA")
     evaluate.add_argument("--metrics", help="comma-separated: fid, kid, pr (Inception), coverage, dfid (domain "
                                             "classifier) [fid,kid,pr, plus coverage,dfid where a classifier exists]")
-    evaluate.add_argument("--n", type=int, help="generated and reference samples [2000; 2500 for toy runs]")
+    evaluate.add_argument("--n", "--samples", dest="n", type=int,
+                          help="generated and reference samples [2000; 2500 for toy runs]; under torchrun write "
+                               "--samples (torchrun takes --n for its own --nnodes)")
     evaluate.add_argument("--ref", choices=("test", "train"), default="test", help="reference split [test]")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the noise and the reference subset [0]")
     evaluate.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
@@ -169,11 +172,13 @@ def config_from_args(args: argparse.Namespace) -> tuple[config_mod.TrainConfig, 
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from .distributed import is_main_process
     from .session import train
 
     cfg, resume = config_from_args(args)
     run_dir = train(cfg, resume=resume, show_progress=not args.quiet)
-    print(f"gankit: done; samples in {run_dir}/samples, checkpoints in {run_dir}/checkpoints", file=sys.stderr)
+    if is_main_process():
+        print(f"gankit: done; samples in {run_dir}/samples, checkpoints in {run_dir}/checkpoints", file=sys.stderr)
     return 0
 
 
@@ -186,6 +191,18 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import distributed
+
+    dist, _ = distributed.start(torch.device("cpu"))  # under torchrun, ranks share the Inception feature extraction
+    try:
+        return _evaluate(args, dist.main)
+    finally:
+        distributed.stop(dist)
+
+
+def _evaluate(args: argparse.Namespace, main_process: bool) -> int:
     from .metrics import evaluate as ev
     from .metrics import inception
 
@@ -203,14 +220,16 @@ def run_eval(args: argparse.Namespace) -> int:
         from .metrics.probe import format_probe, probe_run
 
         result = probe_run(args.run, seed=args.seed)
-        print(json.dumps(result, indent=2) if args.json else format_probe(result))
+        if main_process:
+            print(json.dumps(result, indent=2) if args.json else format_probe(result))
         return 0
     elif ev.is_toy_run(args.run):
         result = ev.evaluate_toy(args.run, args.n or 2500, args.seed, args.ema)
     else:
         metrics = ev.parse_metrics(args.metrics) if args.metrics else None
         result = ev.evaluate_run(args.run, extractor, metrics, args.n or 2000, args.ref, args.seed, args.ema)
-    print(json.dumps(ev.finite(result), indent=2) if args.json else ev.format_table(result))
+    if main_process:
+        print(json.dumps(ev.finite(result), indent=2) if args.json else ev.format_table(result))
     return 0
 
 
@@ -238,6 +257,9 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# Errors every rank of a torchrun job meets alike: only rank 0 reports them.
+SHARED_ERRORS = (ConfigError, DataError, CheckpointError)
+
 COMMANDS = {"train": run_train, "sample": run_sample, "eval": run_eval, "classifier": run_classifier,
             "bench": run_bench}
 
@@ -248,16 +270,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 speaks for the errors every rank shares
+    prefix = "gankit" if rank == 0 else f"gankit (rank {rank})"
     try:
         return COMMANDS[args.command](args)
     except Interrupted as e:
-        print(f"gankit: {e}", file=sys.stderr)
+        if rank == 0:
+            print(f"{prefix}: {e}", file=sys.stderr)
         return 130
     except GankitError as e:
-        print(f"gankit: error: {e}", file=sys.stderr)
+        if rank == 0 or not isinstance(e, SHARED_ERRORS):
+            print(f"{prefix}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("gankit: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -61,9 +61,10 @@ class TrainConfig:
     ema: float | None = 0.999  # decay of the exponential moving average of G's weights; None = no EMA
     # Runtime
     seed: int = 0  # seeds weights, data order and noise
-    device: str = "cpu"  # cpu, cuda, or auto
-    precision: str = "auto"  # fp32, bf16, or auto (bf16 where the CPU/GPU runs it natively)
-    threads: int | None = None  # CPU threads; None = PyTorch's default
+    device: str = "auto"  # cpu, cuda, or auto (CUDA when PyTorch sees a GPU)
+    precision: str = "auto"  # fp32, bf16, fp16 (GPUs without bf16; scaled losses), or auto (bf16 where the CPU/GPU runs it natively)
+    threads: int | None = None  # CPU threads; None = PyTorch's default (torchrun sets 1 per process)
+    sync_batchnorm: bool = False  # torchrun on GPUs: batch-norm statistics over the global batch, not each rank's part
     # Output
     out: str | None = None  # run folder; None = runs/<data>-<loss>
     log_every: int = 50  # steps between metrics.jsonl lines (and the only host syncs)
@@ -83,7 +84,7 @@ CHOICES = {
     "loss": ("minimax", "ns", "wgan", "wgan-gp", "hinge", "lsgan", "feature-matching"),
     "optimizer": ("adam", "rmsprop"),
     "device": ("cpu", "cuda", "auto"),
-    "precision": ("fp32", "bf16", "auto"),
+    "precision": ("fp32", "bf16", "fp16", "auto"),
 }
 
 

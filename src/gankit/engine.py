@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .batches import noise_generator
+from .batches import noise_generator, rank_part
 from .config import TrainConfig
+from .distributed import any_rank, mean
 from .errors import NonFiniteLoss
 from .losses import GANLoss, gradient_penalty
 from .stats import Stats, non_finite
@@ -28,14 +29,17 @@ class Game:
     n_critic: int
 
 
-@dataclass
 class Precision:
-    device: torch.device
-    bf16: bool
-    channels_last: bool
+    """Where and in what arithmetic the networks run: fp32, bf16 autocast, or fp16 autocast with loss scaling."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype | None, channels_last: bool):
+        self.device, self.dtype, self.channels_last = device, dtype, channels_last
+        fp16 = dtype == torch.float16  # fp16's narrow exponent needs scaled losses; bf16's does not
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
@@ -44,7 +48,11 @@ class Precision:
 
 def d_step(G: nn.Module, D: nn.Module, opt_d: torch.optim.Optimizer, game: Game, precision: Precision,
            x: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor, generator: torch.Generator) -> dict:
-    """Update D: maximise log D(x) + log(1 - D(G(z))) (or the game's critic objective) for one batch."""
+    """Update D: maximise log D(x) + log(1 - D(G(z))) (or the game's critic objective) for one batch.
+
+    In a torchrun job D is the DistributedDataParallel wrapper (its gradients are averaged over ranks) and G the
+    bare module: G only runs without gradients here.
+    """
     with torch.no_grad(), precision.autocast():
         fake = G(z, y)
     with precision.autocast():
@@ -58,8 +66,10 @@ def d_step(G: nn.Module, D: nn.Module, opt_d: torch.optim.Optimizer, game: Game,
         loss = loss + game.gp_weight * penalty
         stats["gradient_penalty"] = penalty.detach()
     opt_d.zero_grad(set_to_none=True)
-    loss.backward()
-    opt_d.step()
+    scaler = precision.scaler_d
+    scaler.scale(loss).backward()
+    scaler.step(opt_d)
+    scaler.update()
     if game.weight_clip is not None:
         with torch.no_grad():
             for p in D.parameters():
@@ -71,7 +81,11 @@ def d_step(G: nn.Module, D: nn.Module, opt_d: torch.optim.Optimizer, game: Game,
 
 def g_step(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, game: Game, precision: Precision,
            x: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor) -> dict:
-    """Update G against the current D (the game's G objective, e.g. maximise log D(G(z)) for ns)."""
+    """Update G against the current D (the game's G objective, e.g. maximise log D(G(z)) for ns).
+
+    In a torchrun job G is the DistributedDataParallel wrapper and D the bare module: D's weights are frozen here,
+    so no gradient of D may be synchronised.
+    """
     D.requires_grad_(False)  # D's weight gradients would be thrown away; skipping them saves a third of D's backward
     try:
         with precision.autocast():
@@ -84,10 +98,13 @@ def g_step(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, game: Game,
                     real_features = D.features(x, y)
         loss = game.loss.g(fake_logits=fake_logits, fake_features=fake_features, real_features=real_features)
         opt_g.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler = precision.scaler_g
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt_g)
         grads = [p.grad for p in G.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-        opt_g.step()
+        scaler.step(opt_g)
+        scaler.update()
     finally:
         D.requires_grad_(True)
     return {"loss_g": loss.detach(), "grad_norm_g": grad_norm.detach()}
@@ -103,7 +120,8 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
 
 
 class StopRequested:
-    """Turns the first Ctrl-C into a flag the loop checks between steps; a second one interrupts immediately."""
+    """Turns the first Ctrl-C (or SIGTERM, as torchrun and batch schedulers send) into a flag the loop checks between
+    steps; a second one interrupts immediately."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -116,48 +134,61 @@ class StopRequested:
     @contextlib.contextmanager
     def installed(self):
         try:
-            previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not in the main thread: leave Ctrl-C alone
+            previous = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not in the main thread: leave the signals alone
             yield self
             return
         try:
             yield self
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
-def train_loop(session, stop: StopRequested) -> str:
+AGREE_EVERY = 10  # steps between the ranks of a torchrun job agreeing on whether to stop (Ctrl-C, time budget)
+
+
+def train_loop(session, stop: StopRequested, after_step=None) -> str:
     """Alternate D and G updates from session.step to cfg.steps (or until cfg.max_minutes of training); returns why
-    it ended: "done" or "interrupted".
+    it ended: "done" or "interrupted". `after_step(session)`, if given, runs after every step.
 
-    `session` (see `gankit.session`) owns the networks, optimisers, data, and the run folder's writers.
+    `session` (see `gankit.session`) owns the networks (bare, and as trained: DDP-wrapped in a torchrun job),
+    optimisers, data, and the run folder's writers.
     """
     cfg: TrainConfig = session.cfg
-    G, D, precision, game = session.G, session.D, session.precision, session.game
+    G, D, precision, game, dist = session.G, session.D, session.precision, session.game, session.dist
+    G_train, D_train = session.G_train, session.D_train
+    part = rank_part(cfg.batch_size, dist.rank, dist.world_size)
     stats = Stats()
     tick_start, tick_images, flushed_at = time.perf_counter(), 0, session.step
     while session.step < cfg.steps:
-        if stop.requested:
-            return "interrupted"
         step = session.step
-        generator = noise_generator(cfg.seed, step, session.rank)
+        generator = noise_generator(cfg.seed, step)
+
+        def noise():  # the global batch's z, of which this rank keeps its part
+            return torch.randn(cfg.batch_size, session.spec.latent_dim, generator=generator)[part].to(precision.device)
+
         for k in range(game.n_critic):
             x, y = session.batches(step * game.n_critic + k)
             x, y = precision.to_device(x), (y.to(precision.device) if y is not None else None)
-            z = torch.randn(x.shape[0], session.spec.latent_dim, generator=generator).to(precision.device)
-            stats.report(d_step(G, D, session.opt_d, game, precision, x, y, z, generator))
-        z = torch.randn(x.shape[0], session.spec.latent_dim, generator=generator).to(precision.device)
-        stats.report(g_step(G, D, session.opt_g, game, precision, x, y, z))
+            stats.report(d_step(G, D_train, session.opt_d, game, precision, x, y, noise(), generator))
+        stats.report(g_step(G_train, D, session.opt_g, game, precision, x, y, noise()))
         if session.G_ema is not None:
             update_ema(session.G_ema, G, cfg.ema, step)
         session.step = step = step + 1
-        tick_images += x.shape[0] * game.n_critic * session.world_size
+        tick_images += cfg.batch_size * game.n_critic
         session.progress.update(1)
+        if after_step is not None:
+            after_step(session)
 
+        stopping = stop.requested
         out_of_time = cfg.max_minutes is not None and session.elapsed() >= 60 * cfg.max_minutes
+        if dist.active:  # every rank must leave the loop at the same step, or the others wait for it forever
+            stopping, out_of_time = any_rank([stopping, out_of_time], dist, precision.device) \
+                if step % AGREE_EVERY == 0 else (False, False)
         last = step == cfg.steps or out_of_time
         if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or last:
-            values = stats.flush()
+            values = stats.flush(reduce=lambda t: mean(t, dist))
             bad = non_finite(values)
             if bad:
                 raise NonFiniteLoss(
@@ -177,4 +208,6 @@ def train_loop(session, stop: StopRequested) -> str:
         if out_of_time:
             session.say(f"--max-minutes {cfg.max_minutes} reached at step {step}")
             break
+        if stopping:
+            return "interrupted"
     return "done"

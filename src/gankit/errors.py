@@ -23,3 +23,7 @@ class NonFiniteLoss(GankitError):
 
 class Interrupted(GankitError):
     """The user stopped training (Ctrl-C); a checkpoint at the step reached was written."""
+
+
+class DistributedFailure(GankitError):
+    """Another process of a torchrun job died or the process group broke; the last checkpoint is intact."""

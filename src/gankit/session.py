@@ -16,15 +16,17 @@ from tqdm import tqdm
 
 from . import checkpoint
 from . import config as config_mod
+from . import distributed
 from .batches import ImageBatches, ToyBatches, fixed_noise, seeded
 from .config import TrainConfig
 from .data import is_toy, load_images, make_toy, to_model_range
-from .errors import CheckpointError, ConfigError, Interrupted
+from .errors import CheckpointError, ConfigError, DistributedFailure, Interrupted
 from .images import grid, save_png, scatter, to_uint8
 from .losses import LOSSES
 from .nets import NetSpec, build, dcgan_plan
-from .stats import append_jsonl
+from .distributed import Dist
 from .engine import Game, Precision, StopRequested, train_loop
+from .stats import append_jsonl
 
 TOY_POINTS = 1024  # points in a toy run's sample plot
 
@@ -118,14 +120,21 @@ def make_optimizer(cfg: TrainConfig, params, lr: float) -> torch.optim.Optimizer
     return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
 
 
-class Session:
-    """Everything one training run holds; rank 0 alone writes files (`self.main`)."""
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, rank: int = 0, world_size: int = 1,
-                 show_progress: bool = True):
+
+class Session:
+    """Everything one training run holds; in a torchrun job, rank 0 alone writes files (`self.main`).
+
+    `G` and `D` are the bare networks (checkpoints, EMA, samples); `G_train` and `D_train` are what the steps
+    train: the same modules, inside DistributedDataParallel in a torchrun job.
+    """
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
+                 dist: Dist = Dist(), device: torch.device | None = None):
         data, shape, description = load_data(cfg)
         self.cfg = cfg = resolve(cfg, shape)
-        self.rank, self.world_size, self.main = rank, world_size, rank == 0
+        self.dist, self.main = dist, dist.main
         self.run_dir = Path(cfg.out)
         existing = checkpoint.list_checkpoints(self.run_dir)
         if existing and not resume:
@@ -133,8 +142,10 @@ class Session:
                               f"or choose another --out")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        device = _device(cfg.device)
-        self.precision = Precision(device, bf16=cfg.precision == "bf16", channels_last=cfg.model == "dcgan")
+        device = device or _device(cfg.device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
+        self.precision = Precision(device, AUTOCAST.get(cfg.precision), channels_last=cfg.model == "dcgan")
 
         torch.manual_seed(cfg.seed)
         self.spec = net_spec(cfg, shape)
@@ -148,16 +159,20 @@ class Session:
         loss = LOSSES[cfg.loss]
         self.game = Game(loss, 1.0 - cfg.label_smoothing, cfg.gp_weight, cfg.weight_clip, cfg.n_critic)
 
-        if shape["resolution"] == 0:
-            self.toy = data
-            self.batches = ToyBatches(data, cfg.batch_size, cfg.seed, rank, world_size)
-        else:
-            self.toy = None
-            x = to_model_range(data.x, cfg.resolution)
-            try:
-                self.batches = ImageBatches(x, data.y, cfg.batch_size, cfg.seed, rank, world_size)
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
+        try:
+            if shape["resolution"] == 0:
+                self.toy = data
+                self.batches = ToyBatches(data, cfg.batch_size, cfg.seed, dist.rank, dist.world_size)
+            else:
+                self.toy = None
+                x = to_model_range(data.x, cfg.resolution)
+                if device.type == "cuda":  # the whole (small) dataset lives on the GPU: no copy per batch
+                    x, y = x.to(device), (data.y.to(device) if data.y is not None else None)
+                else:
+                    y = data.y
+                self.batches = ImageBatches(x, y, cfg.batch_size, cfg.seed, dist.rank, dist.world_size)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         n_fixed = TOY_POINTS if self.toy is not None else cfg.grid_size
         self.fixed_z, self.fixed_y = fixed_noise(cfg.seed, n_fixed, cfg.latent_dim, self.spec.num_classes)
 
@@ -170,6 +185,7 @@ class Session:
         self.elapsed_before = 0.0
         if resume:
             self._restore()
+        self.G_train, self.D_train = self._distributed(self.G), self._distributed(self.D)
         self.started = time.perf_counter()
         self.progress = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True,
                              mininterval=0.2 if sys.stderr.isatty() else 30.0,  # logs, not a terminal: few lines
@@ -179,8 +195,16 @@ class Session:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "samples").mkdir(exist_ok=True)
             config_mod.save(cfg, self.run_dir / "config.json")
-            self.say(f"training {cfg.model}/{cfg.loss} on {description}, {cfg.precision} on {device.type}, "
+            where = f"{dist.world_size} processes" if dist.active else device.type
+            self.say(f"training {cfg.model}/{cfg.loss} on {description}, {cfg.precision} on {where}, "
                      f"step {self.step} → {cfg.steps}, run folder {self.run_dir}")
+
+    def _distributed(self, module: torch.nn.Module) -> torch.nn.Module:
+        if self.cfg.sync_batchnorm and self.dist.active:
+            if self.precision.device.type != "cuda":
+                raise ConfigError("--sync-batchnorm needs CUDA devices (PyTorch's SyncBatchNorm runs only on GPUs)")
+            module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)  # same parameters, same state_dict keys
+        return distributed.wrap(module, self.dist, self.precision.device)
 
     # --- the run folder ---------------------------------------------------------------------------------------------
 
@@ -254,6 +278,9 @@ class Session:
                      "rng_cpu": torch.get_rng_state(), "elapsed": self.elapsed()}
             if self.precision.device.type == "cuda":
                 state["rng_cuda"] = torch.cuda.get_rng_state(self.precision.device)
+            if self.precision.scaler_d.is_enabled():
+                state["scaler_d"] = self.precision.scaler_d.state_dict()
+                state["scaler_g"] = self.precision.scaler_g.state_dict()
             meta = {"model": self.cfg.model, "spec": dataclasses.asdict(self.spec), "has_ema": self.G_ema is not None}
             checkpoint.save(self.run_dir, self.step, modules, meta, state, self.cfg.keep_checkpoints)
         self.saved_step = self.step
@@ -275,6 +302,9 @@ class Session:
         torch.set_rng_state(state["rng_cpu"])
         if "rng_cuda" in state and self.precision.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"], self.precision.device)
+        if "scaler_d" in state and self.precision.scaler_d.is_enabled():
+            self.precision.scaler_d.load_state_dict(state["scaler_d"])
+            self.precision.scaler_g.load_state_dict(state["scaler_g"])
         self.step = self.saved_step = int(state["step"])
         self.elapsed_before = float(state["elapsed"])
 
@@ -287,13 +317,16 @@ class Session:
 def train(cfg: TrainConfig | None = None, resume: bool = False, show_progress: bool = True, **overrides) -> Path:
     """Train a GAN as `cfg` (plus keyword overrides) says; returns the run folder.
 
-    Ctrl-C stops between steps, writes a checkpoint and raises `Interrupted`; a non-finite loss raises
+    Ctrl-C (or SIGTERM) stops between steps, writes a checkpoint and raises `Interrupted`; a non-finite loss raises
     `NonFiniteLoss` with the last good checkpoint kept; bad data or config raise `DataError` / `ConfigError`.
+    Under torchrun every process runs this; they form one process group and train one model (DDP), rank 0 writes.
     """
     cfg = config_mod.from_dict(overrides, base=cfg) if overrides else (cfg or TrainConfig())
-    session = Session(cfg, resume=resume, show_progress=show_progress)
-    stop = StopRequested()
+    dist, device = distributed.start(_device(cfg.device))
+    session = None
     try:
+        session = Session(cfg, resume=resume, show_progress=show_progress, dist=dist, device=device)
+        stop = StopRequested()
         with stop.installed():
             reason = train_loop(session, stop)
             if reason == "interrupted":
@@ -301,8 +334,16 @@ def train(cfg: TrainConfig | None = None, resume: bool = False, show_progress: b
                     session.save_checkpoint()
                 raise Interrupted(f"interrupted at step {session.step}; checkpoint saved in "
                                   f"{session.run_dir}/checkpoints. Continue with: gankit train --resume {session.run_dir}")
+    except Exception as e:
+        if dist.active and distributed.is_failure(e):
+            where = f"at step {session.step}; {session.last_checkpoint_note()}" if session else "while starting"
+            raise DistributedFailure(f"another process of this torchrun job failed or left {where} "
+                                     f"({distributed.failure_summary(e)})") from None
+        raise
     finally:
-        session.close()
+        if session is not None:
+            session.close()
+        distributed.stop(dist)
     return session.run_dir
 
 

@@ -22,11 +22,13 @@ class Stats:
             self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
             self._counts[name] = self._counts.get(name, 0) + 1
 
-    def flush(self) -> dict[str, float]:
+    def flush(self, reduce=None) -> dict[str, float]:
+        """The means since the last flush; `reduce` maps the stacked means first (e.g. averages them over ranks)."""
         if not self._sums:
             return {}
         names = list(self._sums)
-        means = torch.stack([self._sums[n] / self._counts[n] for n in names]).tolist()
+        means = torch.stack([self._sums[n] / self._counts[n] for n in names])
+        means = (reduce(means) if reduce else means).tolist()
         self._sums.clear()
         self._counts.clear()
         return dict(zip(names, means))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
 from ..batches import seeded
 from ..config import load_file
 from ..data import cache_dir, load_images, make_toy
@@ -76,7 +77,7 @@ def reference_features(data: str, split: str, n: int, extractor: Extractor, data
             pass  # a damaged cache file: compute the features again and overwrite it
     images, reference = real_images(data, split, n, data_dir, seed)
     features = extractor(images)
-    if cache:
+    if cache and distributed.current().main:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save({"features": features, "reference": reference}, tmp)
@@ -259,6 +260,8 @@ def evaluate_toy(run_dir: str | Path, n: int = 2500, seed: int = 0, ema: bool | 
 
 
 def write_result(path: Path, result: dict) -> None:
+    if not distributed.current().main:  # under torchrun every rank holds the result; rank 0 writes it
+        return
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(finite(result), indent=2) + "\n")
     tmp.replace(path)

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from .. import distributed
 from ..errors import ConfigError
 from .inception_eager import rebuild
 
@@ -101,14 +102,20 @@ def resize_clean(images: torch.Tensor, size: int = SIZE) -> torch.Tensor:
 
 @torch.inference_mode()
 def extract(extractor: Extractor, images: torch.Tensor, batch_size: int = 50) -> torch.Tensor:
-    """(N, F) float32 features of uint8 (N, C, H, W) images."""
+    """(N, F) float32 features of uint8 (N, C, H, W) images.
+
+    Under torchrun (`gankit eval` launched by it) each rank extracts every world_size-th image and all ranks get
+    all features back in order.
+    """
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError("the extractor takes uint8 images of shape (N, 1 or 3, H, W)")
-    features = []
-    batches = range(0, images.shape[0], batch_size)
+    dist = distributed.current()
+    mine = images[distributed.shard(images.shape[0], dist)]
+    features = [torch.empty(0, extractor.dim)]
+    batches = range(0, mine.shape[0], batch_size)
     for start in tqdm(batches, desc="Inception features", unit="batch", leave=False, file=sys.stderr,
-                      disable=len(batches) < 4 or not sys.stderr.isatty()):
-        x = resize_clean(images[start:start + batch_size]) / 128 - 1
+                      disable=len(batches) < 4 or not sys.stderr.isatty() or not dist.main):
+        x = resize_clean(mine[start:start + batch_size]) / 128 - 1
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=extractor.bf16):
             features.append(extractor.model(x).float())
-    return torch.cat(features)
+    return distributed.gather_shards(torch.cat(features), images.shape[0], dist)
