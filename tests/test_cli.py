@@ -27,7 +27,7 @@ def test_end_to_end_toy_run_sample_resume_and_reproduce(tmp_path):
     done = gankit("train", *TOY_FLAGS, "--loss", "minimax", "--steps", 40, "--out", run)
     assert done.returncode == 0, done.stderr
     assert (run / "tb").is_dir() and any((run / "tb").iterdir())
-    assert Image.open(run / "samples" / "step_0000040.png").size == (512, 512)
+    assert Image.open(run / "samples" / "step_0000040.png").size == (2 * 384 + 4, 384)  # σ(D) beside D*
 
     grid = gankit("sample", run, "--n", 100, "--out", tmp_path / "points.png", "--seed", 3)
     assert grid.returncode == 0, grid.stderr

@@ -24,7 +24,9 @@ def assert_same_weights(a, b):
 
 
 def records(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    """The training log lines (evaluation and toy-metric lines left out)."""
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in lines if "loss_d" in r]
 
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
@@ -46,7 +48,7 @@ def test_d_step_lowers_d_loss_on_a_fixed_batch():
     game = Game(LOSSES["ns"], 1.0, 0.0, None, 1)
     precision = Precision(torch.device("cpu"), dtype=None, channels_last=False)
     x, z = torch.randn(64, 2) + 3, torch.randn(64, 4)
-    losses = [d_step(G, D, opt, game, precision, x, None, z, torch.Generator())["loss_d"].item() for _ in range(50)]
+    losses = [d_step(G, D, opt, game, precision, x, None, z)["loss_d"].item() for _ in range(50)]
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -136,3 +138,17 @@ def test_max_minutes_stops_a_run_with_a_checkpoint(tmp_path, tiny_toy):
     step, _ = checkpoint.list_checkpoints(run)[-1]
     assert 0 < step < 10**6
     assert records(run)[-1]["step"] == step
+
+
+def test_tensorboard_events_hold_the_scalars_images_and_weight_histograms(tmp_path, tiny_dcgan):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train(out=str(tmp_path / "tb"), steps=20, show_progress=False, **dict(tiny_dcgan, log_every=5, sample_every=10))
+    events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0, "images": 0, "histograms": 0}).Reload()
+    tags = events.Tags()
+    assert {"train/loss_d", "train/loss_g", "train/d_real", "train/d_fake", "train/grad_norm_g"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("train/loss_d")] == [5, 10, 15, 20]
+    logged = [r["loss_d"] for r in records(run)]
+    assert [e.value for e in events.Scalars("train/loss_d")] == pytest.approx(logged, rel=1e-5)
+    assert "samples" in tags["images"] and [e.step for e in events.Images("samples")] == [10, 20]
+    assert any(t.startswith("G/") for t in tags["histograms"]) and any(t.startswith("D/") for t in tags["histograms"])

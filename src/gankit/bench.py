@@ -1,18 +1,227 @@
 """`gankit bench`: speed measured side by side in one process, so a noisy shared machine affects all rows alike.
 
+Section "training": per resolution, the classic PyTorch DCGAN loop (`bench_reference`), gankit's engine in fp32
+and in its fast mode, on the same architecture, batch and data: img/s, ratios to the classic loop, FLOPs per step
+(counted by torch.utils.flop_counter), achieved GFLOP/s as a fraction of the fp32 and bf16 matmul peaks measured
+in the same run, and the peak resident memory while each mode ran.
 Section "inception": FID feature extraction, img/s of the TorchScript module as shipped vs gankit's eager rebuild
 (fp32) and its bf16 mode, on the same 299×299 batch, with the largest feature difference from the shipped module.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import platform
+import threading
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .batches import ImageBatches
+from .bench_reference import ReferenceLoop, reference_spec
+from .config import TrainConfig
+from .cpu import keep_freed_memory
+from .data import load_images, to_model_range
+from .distributed import Dist
+from .engine import Game, Precision, train_step
+from .errors import ConfigError, DataError
+from .losses import LOSSES
+from .nets import build
+from .session import native_bf16
+from .stats import Stats
+
+RESOLUTIONS = (28, 32, 64)
+MODES = ("reference", "gankit fp32", "gankit fast")
+
+
+def bench_images(n: int = 60000) -> tuple[torch.Tensor, str]:
+    """Fashion-MNIST's training images, or random images of the same shape when it is not installed."""
+    try:
+        return load_images("fashion-mnist", "train").x[:n], "fashion-mnist train"
+    except DataError:
+        generator = torch.Generator().manual_seed(0)
+        return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=generator), "random 1×28×28"
+
+
+def gankit_loop(images: torch.Tensor, resolution: int, batch_size: int, fast: bool):
+    """A step function running gankit's engine (`engine.train_step`, as `gankit train` does, EMA included) on the
+    classic loop's architecture and optimiser settings; fp32 is the same arithmetic as the reference."""
+    torch.manual_seed(0)
+    spec = reference_spec(images.shape[1], resolution)
+    G, D = (m.to(memory_format=torch.channels_last) for m in build("dcgan", spec))
+    dtype = torch.bfloat16 if fast and native_bf16(torch.device("cpu")) else None
+    session = SimpleNamespace(
+        cfg=TrainConfig(batch_size=batch_size, seed=0, ema=0.999), dist=Dist(), spec=spec,
+        batches=ImageBatches(to_model_range(images, resolution), None, batch_size, seed=0),
+        game=Game(LOSSES["ns"], real_target=1.0, gp_weight=0.0, weight_clip=None, n_critic=1),
+        precision=Precision(torch.device("cpu"), dtype, channels_last=True),
+        G=G, D=D, G_train=G, D_train=D, G_ema=copy.deepcopy(G).eval().requires_grad_(False),
+        opt_g=torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999)),
+        opt_d=torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999)))
+    stats, counter = Stats(), iter(range(10**9))
+
+    def step():
+        i = next(counter)
+        train_step(session, i, stats)
+        if (i + 1) % 50 == 0:  # the host sync of a log line, every log_every steps
+            stats.flush()
+
+    return step
+
+
+class PeakRSS:
+    """The largest resident set size of this process and its children (the classic loop's DataLoader workers) while
+    the block runs, sampled every 5 ms (Linux)."""
+
+    def __enter__(self):
+        self.peak, self._done = _rss_mb(), threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._done.wait(0.005):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mb())
+
+
+def _rss_mb() -> float:
+    pids = [os.getpid()]
+    for children in Path("/proc/self/task").glob("*/children"):
+        try:
+            pids += [int(p) for p in children.read_text().split()]
+        except OSError:
+            pass
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+        except (OSError, StopIteration):
+            if pid == pids[0]:
+                return float("nan")  # no /proc (not Linux)
+    return total
+
+
+def time_steps(step, images_per_step: int, seconds: float, warmup: int) -> dict:
+    """img/s of `step` over at least `seconds` (and 3 steps) after `warmup` untimed steps; peak RSS throughout."""
+    with PeakRSS() as rss:
+        for _ in range(warmup):
+            step()
+        steps, start = 0, time.perf_counter()
+        while steps < 3 or time.perf_counter() - start < seconds:
+            step()
+            steps += 1
+        elapsed = time.perf_counter() - start
+    return {"img_per_s": images_per_step * steps / elapsed, "steps": steps, "peak_rss_mb": round(rss.peak)}
+
+
+def count_flops(step) -> int:
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def matmul_peaks(seconds: float = 1.0, n: int = 2048) -> dict:
+    """GFLOP/s of a large square matmul in fp32 and in bf16 (best call): the ceiling convolutions can approach."""
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        torch.mm(a, b)
+        best, start = float("inf"), time.perf_counter()
+        while best == float("inf") or time.perf_counter() - start < seconds:
+            t = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - t)
+        out[name] = round(2 * n**3 / best / 1e9, 1)
+    return out
+
+
+def training_bench(resolutions=RESOLUTIONS, batch_size: int = 128, seconds: float = 8.0, warmup: int = 2,
+                   images: torch.Tensor | None = None, peaks: dict | None = None) -> dict:
+    """Every mode at every resolution: one dict per resolution, one row per mode.
+
+    The classic loop runs first at every resolution, with the C library's default allocator; then gankit's rows,
+    after `keep_freed_memory()` as `gankit train` does (it cannot be undone within a process).
+    """
+    peaks = peaks or matmul_peaks()
+    out = {str(r): {} for r in resolutions}
+    for mode in MODES:
+        if mode != "reference":
+            keep_freed_memory()
+        for resolution in resolutions:
+            loop = ReferenceLoop(images, resolution, batch_size=batch_size) if mode == "reference" else None
+            step = loop.step if loop else gankit_loop(images, resolution, batch_size, fast=mode == "gankit fast")
+            row = time_steps(step, batch_size, seconds, warmup)
+            flops = count_flops(step)
+            achieved = flops * row["img_per_s"] / batch_size / 1e9
+            row.update(gflop_per_step=round(flops / 1e9, 2), gflop_per_s=round(achieved, 1),
+                       fraction_fp32_peak=round(achieved / peaks["fp32"], 3),
+                       fraction_bf16_peak=round(achieved / peaks["bf16"], 3))
+            row["img_per_s"] = round(row["img_per_s"], 1)
+            out[str(resolution)][mode] = row
+            if loop:
+                loop.close()
+    for rows in out.values():
+        for row in rows.values():
+            row["x_reference"] = round(row["img_per_s"] / rows["reference"]["img_per_s"], 2)
+    return out
+
+
+def scaling_bench(images: torch.Tensor, batches=(16, 32, 64, 128, 256), resolutions=RESOLUTIONS,
+                  seconds: float = 4.0) -> dict:
+    """gankit's fast mode: ms per step and peak resident memory for every (resolution, batch)."""
+    keep_freed_memory()
+    out = {}
+    for resolution in resolutions:
+        for batch_size in batches:
+            row = time_steps(gankit_loop(images, resolution, batch_size, fast=True), batch_size, seconds, warmup=2)
+            out[f"{resolution}x{batch_size}"] = {"resolution": resolution, "batch_size": batch_size,
+                                                 "ms_per_step": round(1000 * batch_size / row["img_per_s"], 1),
+                                                 "img_per_s": round(row["img_per_s"], 1),
+                                                 "peak_rss_mb": row["peak_rss_mb"]}
+    return out
+
+
+def format_scaling(rows: dict) -> str:
+    lines = ["gankit fast mode: ms per step (img/s) [peak RSS MB]"]
+    for row in rows.values():
+        lines.append(f"  {row['resolution']}×{row['resolution']}, batch {row['batch_size']:>4}: "
+                     f"{row['ms_per_step']:>8.1f} ms ({row['img_per_s']:>7.1f} img/s) [{row['peak_rss_mb']}]")
+    return "\n".join(lines)
+
+
+PROFILED = (("reference", 28), ("gankit fast", 28), ("gankit fast", 64))
+
+
+def profile_tables(images: torch.Tensor, batch_size: int = 128, steps: int = 3, top: int = 14) -> dict[str, str]:
+    """torch.profiler tables of the hottest ops (self CPU time, grouped by input shapes so layers show apart)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    tables = {}
+    for mode, resolution in PROFILED:
+        loop = ReferenceLoop(images, resolution, batch_size=batch_size) if mode == "reference" else None
+        step = loop.step if loop else gankit_loop(images, resolution, batch_size, fast=True)
+        for _ in range(2):
+            step()
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            for _ in range(steps):
+                step()
+        tables[f"{mode} at {resolution}×{resolution}"] = prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=30, max_shapes_column_width=60)
+        if loop:
+            loop.close()
+    return tables
 
 
 def _rate(fn, x: torch.Tensor, repeats: int) -> tuple[float, torch.Tensor]:
@@ -56,16 +265,48 @@ def machine() -> dict:
             "torch": torch.__version__}
 
 
-def run_bench(quick: bool = False, out: str | Path = "bench.json", inception: str | None = None) -> dict:
-    result = {"machine": machine(),
-              "inception": inception_bench(batch=16 if quick else 32, repeats=1 if quick else 3, path=inception)}
+def run_bench(quick: bool = False, out: str | Path = "bench.json", inception: str | None = None,
+              profile: bool = False) -> dict:
+    result = {"machine": machine()}
+    images, source = bench_images()
+    peaks = matmul_peaks(seconds=0.5 if quick else 2.0)
+    result["matmul_peak_gflop_per_s"] = peaks
+    result["training"] = {"data": source, "batch_size": 128,
+                          "rows": training_bench(seconds=2.5 if quick else 10.0, warmup=1 if quick else 3,
+                                                 images=images, peaks=peaks)}
+    if profile:
+        result["profiles"] = profile_tables(images)
+    try:
+        result["inception"] = inception_bench(batch=16 if quick else 32, repeats=1 if quick else 3, path=inception)
+    except ConfigError as e:  # the extractor is optional: say so and keep the training numbers
+        result["inception"] = {"skipped": str(e)}
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
 def format_bench(result: dict) -> str:
-    lines = [f"machine: {result['machine']}", "", "Inception feature extraction (299×299, batch as run)",
-             f"{'':<40}{'img/s':>8}{'× shipped':>11}{'max |Δfeature|':>16}"]
-    for name, row in result["inception"].items():
-        lines.append(f"{name:<40}{row['img_per_s']:>8.2f}{row['speedup']:>11.2f}{row['max_abs_feature_diff']:>16.2e}")
+    lines = [f"machine: {result['machine']}"]
+    peaks = result["matmul_peak_gflop_per_s"]
+    lines += ["", f"Training, DCGAN (ngf = ndf = 64, z 100), batch {result['training']['batch_size']}, "
+                  f"data: {result['training']['data']}; matmul peak fp32 {peaks['fp32']} GFLOP/s, "
+                  f"bf16 {peaks['bf16']} GFLOP/s",
+              f"{'':<22}{'img/s':>8}{'× ref':>7}{'GFLOP/step':>12}{'GFLOP/s':>9}{'% fp32 pk':>11}"
+              f"{'% bf16 pk':>11}{'peak RSS MB':>13}"]
+    for resolution, rows in result["training"]["rows"].items():
+        lines.append(f"{resolution}×{resolution}")
+        for mode, r in rows.items():
+            lines.append(f"  {mode:<20}{r['img_per_s']:>8.1f}{r['x_reference']:>7.2f}{r['gflop_per_step']:>12.2f}"
+                         f"{r['gflop_per_s']:>9.1f}{100 * r['fraction_fp32_peak']:>11.0f}"
+                         f"{100 * r['fraction_bf16_peak']:>11.0f}{r['peak_rss_mb']:>13}")
+    for name, table in result.get("profiles", {}).items():
+        lines += ["", f"Hottest ops, {name} (3 steps of batch 128, self CPU time)", table]
+    inception_rows = result.get("inception", {})
+    if "skipped" in inception_rows:
+        lines += ["", f"Inception feature extraction skipped: {inception_rows['skipped']}"]
+    elif inception_rows:
+        lines += ["", "Inception feature extraction (299×299, batch as run)",
+                  f"{'':<40}{'img/s':>8}{'× shipped':>11}{'max |Δfeature|':>16}"]
+        for name, row in inception_rows.items():
+            lines.append(f"{name:<40}{row['img_per_s']:>8.2f}{row['speedup']:>11.2f}"
+                         f"{row['max_abs_feature_diff']:>16.2e}")
     return "\n".join(lines)

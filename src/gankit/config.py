@@ -72,6 +72,11 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps between checkpoints
     keep_checkpoints: int = 3  # how many recent checkpoints to keep
     grid_size: int = 64  # images in each sample grid
+    # Diagnostics (docs: README "Diagnostics"; findings go to RUN/diagnostics.jsonl)
+    diagnostics: bool = True  # watch for D saturation, mode collapse and instability; warn with a remedy
+    saturation_d_fake: float = 0.05  # saturation: mean D(G(z)) below this while G's gradient norm is under 10% of its early level
+    collapse_ratio: float = 0.4  # collapse: diversity of samples from a fixed z below this fraction of the data's
+    divergence_factor: float = 20.0  # instability: a loss's magnitude above this multiple of its early level
     # Evaluation during training
     eval_every: int | None = None  # steps between evaluations (domain FID, class coverage); None = never
     eval_samples: int = 1000  # generated samples per evaluation

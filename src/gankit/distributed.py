@@ -81,6 +81,11 @@ def wrap(module: nn.Module, dist: Dist, device: torch.device) -> nn.Module:
                                    forward_sync_buffers=True, gradient_as_bucket_view=True)
 
 
+def barrier(dist: Dist) -> None:
+    if dist.active:
+        torch_dist.barrier()
+
+
 def mean(values: torch.Tensor, dist: Dist) -> torch.Tensor:
     """The mean of `values` over ranks (every rank gets it)."""
     if not dist.active:

@@ -47,11 +47,11 @@ class Precision:
 
 
 def d_step(G: nn.Module, D: nn.Module, opt_d: torch.optim.Optimizer, game: Game, precision: Precision,
-           x: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor, generator: torch.Generator) -> dict:
+           x: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor, alpha: torch.Tensor | None = None) -> dict:
     """Update D: maximise log D(x) + log(1 - D(G(z))) (or the game's critic objective) for one batch.
 
     In a torchrun job D is the DistributedDataParallel wrapper (its gradients are averaged over ranks) and G the
-    bare module: G only runs without gradients here.
+    bare module: G only runs without gradients here. `alpha`: the gradient penalty's mixing weights, (N,).
     """
     with torch.no_grad(), precision.autocast():
         fake = G(z, y)
@@ -62,7 +62,7 @@ def d_step(G: nn.Module, D: nn.Module, opt_d: torch.optim.Optimizer, game: Game,
     stats = {"loss_d": loss.detach()}
     if game.gp_weight:
         # In fp32: the penalty differentiates through D twice, where bf16 rounding would dominate the norm.
-        penalty = gradient_penalty(lambda t: D(t, y), x, fake.float(), generator)
+        penalty = gradient_penalty(lambda t: D(t, y), x, fake.float(), alpha)
         loss = loss + game.gp_weight * penalty
         stats["gradient_penalty"] = penalty.detach()
     opt_d.zero_grad(set_to_none=True)
@@ -102,12 +102,16 @@ def g_step(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, game: Game,
         scaler.scale(loss).backward()
         scaler.unscale_(opt_g)
         grads = [p.grad for p in G.parameters() if p.grad is not None]
-        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).detach()
         scaler.step(opt_g)
         scaler.update()
     finally:
         D.requires_grad_(True)
-    return {"loss_g": loss.detach(), "grad_norm_g": grad_norm.detach()}
+    stats = {"loss_g": loss.detach(), "grad_norm_g": grad_norm}
+    if scaler.is_enabled():  # fp16: an overflowing step is skipped by the scaler, not a divergence
+        finite = grad_norm.isfinite()
+        stats.update(grad_norm_g=torch.where(finite, grad_norm, 0.0), amp_skipped=(~finite).float())
+    return stats
 
 
 @torch.no_grad()
@@ -127,7 +131,7 @@ class StopRequested:
         self.requested = False
 
     def _handler(self, signum, frame):
-        if self.requested:
+        if self.requested and signum == signal.SIGINT:  # a repeated SIGTERM (scheduler + torchrun) is still one stop
             raise KeyboardInterrupt
         self.requested = True
 
@@ -145,6 +149,30 @@ class StopRequested:
                 signal.signal(s, handler)
 
 
+def train_step(session, step: int, stats: Stats) -> None:
+    """Training step `step`: n_critic D updates, one G update, the EMA update; values go to `stats` as tensors.
+
+    Reads from `session`: cfg (seed, batch_size, ema), dist, spec.latent_dim, batches, game, precision, G, D, G_train,
+    D_train, G_ema, opt_g, opt_d.
+    """
+    cfg, precision, game = session.cfg, session.precision, session.game
+    part = rank_part(cfg.batch_size, session.dist.rank, session.dist.world_size)
+    generator = noise_generator(cfg.seed, step)
+
+    def noise():  # the global batch's z, of which this rank keeps its part
+        return torch.randn(cfg.batch_size, session.spec.latent_dim, generator=generator)[part].to(precision.device)
+
+    for k in range(game.n_critic):
+        x, y = session.batches(step * game.n_critic + k)
+        x, y = precision.to_device(x), (y.to(precision.device) if y is not None else None)
+        z = noise()
+        alpha = torch.rand(cfg.batch_size, generator=generator)[part] if game.gp_weight else None
+        stats.report(d_step(session.G, session.D_train, session.opt_d, game, precision, x, y, z, alpha))
+    stats.report(g_step(session.G_train, session.D, session.opt_g, game, precision, x, y, noise()))
+    if session.G_ema is not None:
+        update_ema(session.G_ema, session.G, cfg.ema, step)
+
+
 AGREE_EVERY = 10  # steps between the ranks of a torchrun job agreeing on whether to stop (Ctrl-C, time budget)
 
 
@@ -156,26 +184,12 @@ def train_loop(session, stop: StopRequested, after_step=None) -> str:
     optimisers, data, and the run folder's writers.
     """
     cfg: TrainConfig = session.cfg
-    G, D, precision, game, dist = session.G, session.D, session.precision, session.game, session.dist
-    G_train, D_train = session.G_train, session.D_train
-    part = rank_part(cfg.batch_size, dist.rank, dist.world_size)
+    precision, game, dist = session.precision, session.game, session.dist
     stats = Stats()
     tick_start, tick_images, flushed_at = time.perf_counter(), 0, session.step
     while session.step < cfg.steps:
-        step = session.step
-        generator = noise_generator(cfg.seed, step)
-
-        def noise():  # the global batch's z, of which this rank keeps its part
-            return torch.randn(cfg.batch_size, session.spec.latent_dim, generator=generator)[part].to(precision.device)
-
-        for k in range(game.n_critic):
-            x, y = session.batches(step * game.n_critic + k)
-            x, y = precision.to_device(x), (y.to(precision.device) if y is not None else None)
-            stats.report(d_step(G, D_train, session.opt_d, game, precision, x, y, noise(), generator))
-        stats.report(g_step(G_train, D, session.opt_g, game, precision, x, y, noise()))
-        if session.G_ema is not None:
-            update_ema(session.G_ema, G, cfg.ema, step)
-        session.step = step = step + 1
+        train_step(session, session.step, stats)
+        session.step = step = session.step + 1
         tick_images += cfg.batch_size * game.n_critic
         session.progress.update(1)
         if after_step is not None:
@@ -191,6 +205,7 @@ def train_loop(session, stop: StopRequested, after_step=None) -> str:
             values = stats.flush(reduce=lambda t: mean(t, dist))
             bad = non_finite(values)
             if bad:
+                session.diagnose_non_finite(bad)
                 raise NonFiniteLoss(
                     f"non-finite {', '.join(bad)} between steps {flushed_at} and {step}; "
                     f"{session.last_checkpoint_note()}. Try a lower learning rate, the ns or wgan-gp loss, "

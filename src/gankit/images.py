@@ -33,6 +33,7 @@ def save_png(image: torch.Tensor, path: str | Path) -> None:
     array = image.permute(1, 2, 0).cpu().numpy()
     pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     pil.save(tmp, format="PNG")
     tmp.replace(path)
@@ -44,10 +45,39 @@ def scatter(points: dict[str, tuple[torch.Tensor, tuple[int, int, int]]], size: 
     every = torch.cat([p for p, _ in points.values()]).float()
     extent = extent or float(every.abs().max().clamp(min=1e-3)) * 1.1
     canvas = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(canvas)
+    _draw_points(canvas, points, extent)
+    return torch.from_numpy(np.array(canvas)).permute(2, 0, 1).contiguous()
+
+
+def _draw_points(canvas: Image.Image, points: dict, extent: float) -> None:
+    draw, size = ImageDraw.Draw(canvas), canvas.width
     for pts, rgb in points.values():
-        pix = ((pts.float() / extent + 1) * 0.5 * (size - 1)).round().long().tolist()
-        for px, py in pix:
+        for px, py in ((pts.float() / extent + 1) * 0.5 * (size - 1)).round().long().tolist():
             py = size - 1 - py  # y grows upwards in the plot, downwards in the image
             draw.rectangle((px - 1, py - 1, px + 1, py + 1), fill=rgb)
+
+
+def probability_panel(field: torch.Tensor, points: dict[str, tuple[torch.Tensor, tuple[int, int, int]]],
+                      extent: float, title: str, size: int = 384) -> Image.Image:
+    """A (H, W) field of probabilities in [0, 1] as a heat map (blue 0, white ½, red 1) under 2-D point sets,
+    with a title; the field's rows run from the top (y = extent) down, as `metrics.toy.density_grid` makes them."""
+    p = field.float().clamp(0, 1).cpu().numpy()
+    fade = np.where(p < 0.5, 2 * p, 2 - 2 * p)  # 1 at ½ (white), 0 at the ends (pure blue or red)
+    rgb = np.stack([np.where(p < 0.5, fade, 1), fade, np.where(p < 0.5, 1, fade)], -1) * 255
+    canvas = Image.fromarray(rgb.astype(np.uint8)).resize((size, size), Image.NEAREST)
+    _draw_points(canvas, points, extent)
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, size - 1, 18), fill="white")
+    draw.text((4, 3), title, fill="black")
+    return canvas
+
+
+def side_by_side(panels: list[Image.Image], gap: int = 4) -> torch.Tensor:
+    """Panels of equal height next to each other on white; returns (3, H, W) uint8."""
+    width = sum(p.width for p in panels) + gap * (len(panels) - 1)
+    canvas = Image.new("RGB", (width, panels[0].height), "white")
+    left = 0
+    for panel in panels:
+        canvas.paste(panel, (left, 0))
+        left += panel.width + gap
     return torch.from_numpy(np.array(canvas)).permute(2, 0, 1).contiguous()

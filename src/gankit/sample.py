@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from .batches import seeded
 from .errors import ConfigError
@@ -39,16 +40,47 @@ def labels_for(num_classes: int, n: int, label: int | None) -> torch.Tensor | No
 
 
 def sample_to_file(run_dir: str | Path, out: str | Path, n: int = 64, seed: int = 0, label: int | None = None,
-                   ema: bool = False, nrow: int | None = None) -> Path:
-    """Write a PNG of n samples from a run's latest checkpoint: an image grid, or a scatter plot for 2-D runs."""
+                   ema: bool = False, nrow: int | None = None, per_class: bool = False) -> Path:
+    """Write a PNG of n samples from a run's latest checkpoint: an image grid, or a scatter plot for 2-D runs.
+
+    `per_class` (conditional runs): one row of n samples per class.
+    """
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
     G, spec, _ = load_generator(run_dir, ema=ema)
-    samples = generate(G, spec.latent_dim, n, seed, labels_for(spec.num_classes, n, label))
+    labels = labels_for(spec.num_classes, n, label)
+    if per_class:
+        if not spec.num_classes or label is not None:
+            raise ConfigError("--per-class needs a conditional run and no --label")
+        labels, nrow, n = torch.arange(spec.num_classes).repeat_interleave(n), n, n * spec.num_classes
+    samples = generate(G, spec.latent_dim, n, seed, labels)
     if spec.num_classes and label is None and nrow is None:
         nrow = spec.num_classes  # labels cycle through the classes: one column per class
     image = scatter({"G(z)": (samples, (214, 39, 40))}) if spec.resolution == 0 else grid(to_uint8(samples), nrow)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     save_png(image, out)
-    return out
+    return Path(out)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between rows of a and b at fractions t: it keeps ‖z‖ where Gaussian latents live,
+    which the straight line between two of them does not (its midpoint is ~√2 times too short)."""
+    cos = (F.normalize(a, dim=-1) * F.normalize(b, dim=-1)).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7)
+    omega = torch.acos(cos)
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def latent_walk(G: torch.nn.Module, spec, rows: int = 8, steps: int = 10, seed: int = 0, spherical: bool = False,
+                label: int | None = None) -> torch.Tensor:
+    """rows × steps samples: each row walks from one random z to another (linearly, or by slerp); conditional
+    runs keep one label per row (cycling through the classes, or `label`)."""
+    if rows < 1 or steps < 2:
+        raise ConfigError("a latent walk needs at least 1 row and 2 steps")
+    generator = seeded(seed, 1)
+    start, end = (torch.randn(rows, 1, spec.latent_dim, generator=generator) for _ in range(2))
+    t = torch.linspace(0, 1, steps).view(1, steps, 1)
+    z = slerp(start, end, t) if spherical else start + t * (end - start)
+    labels = labels_for(spec.num_classes, rows, label)
+    labels = labels.repeat_interleave(steps) if labels is not None else None
+    device = next(G.parameters()).device
+    with torch.no_grad():
+        return G(z.reshape(rows * steps, -1).to(device), labels.to(device) if labels is not None else None).float().cpu()

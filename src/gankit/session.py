@@ -21,14 +21,17 @@ from .batches import ImageBatches, ToyBatches, fixed_noise, seeded
 from .config import TrainConfig
 from .data import is_toy, load_images, make_toy, to_model_range
 from .errors import CheckpointError, ConfigError, DistributedFailure, Interrupted
-from .images import grid, save_png, scatter, to_uint8
+from .images import grid, probability_panel, save_png, side_by_side, to_uint8
 from .losses import LOSSES
 from .nets import NetSpec, build, dcgan_plan
+from .cpu import keep_freed_memory
+from .diagnostics import Watcher, mean_pairwise_distance, non_finite_finding
 from .distributed import Dist
 from .engine import Game, Precision, StopRequested, train_loop
 from .stats import append_jsonl
 
 TOY_POINTS = 1024  # points in a toy run's sample plot
+DIAGNOSTIC_SAMPLES = 64  # images from the fixed z (and real ones) whose diversity the diagnostics compare
 
 
 def load_data(cfg: TrainConfig):
@@ -64,7 +67,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
     if cfg.label_smoothing and not loss.label_smoothing:
         raise ConfigError(f"label smoothing has no meaning for the {cfg.loss} loss")
     gp_loss = cfg.loss == "wgan-gp"
-    auto_bf16 = dcgan and _native_bf16(_device(cfg.device))  # toy points need fp32: bf16 rounds 1.0 to 2^-8
+    auto_bf16 = dcgan and native_bf16(_device(cfg.device))  # toy points need fp32: bf16 rounds 1.0 to 2^-8
     # Learning rates: the WGAN papers' own; for the rest, 4e-4 at batch 32 trained DCGAN on Fashion-MNIST to a
     # clearly lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs/performance.md).
     lr = {"wgan": 5e-5, "wgan-gp": 1e-4}.get(cfg.loss, 4e-4 if dcgan else 2e-4)
@@ -99,7 +102,7 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _native_bf16(device: torch.device) -> bool:
+def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -143,6 +146,8 @@ class Session:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         device = device or _device(cfg.device)
+        if device.type == "cpu":
+            keep_freed_memory()
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
         self.precision = Precision(device, AUTOCAST.get(cfg.precision), channels_last=cfg.model == "dcgan")
@@ -181,6 +186,7 @@ class Session:
             from .metrics.evaluate import TrainingEvaluator  # metrics sit above training; loaded only when asked
 
             self.evaluator = TrainingEvaluator(cfg, self.spec)
+        self.watcher = self._watcher() if cfg.diagnostics and self.main else None
         self.step = self.saved_step = 0
         self.elapsed_before = 0.0
         if resume:
@@ -231,9 +237,53 @@ class Session:
         for name, value in values.items():
             writer.add_scalar(f"train/{name}", value, self.step)
         writer.add_scalar("train/img_per_s", images_per_s, self.step)
+        self.diagnose(values)
         self.progress.set_postfix_str(
             f"D {values['loss_d']:.3f} G {values['loss_g']:.3f} D(x) {values['d_real']:.2f} "
             f"D(G(z)) {values['d_fake']:.2f} {images_per_s:.0f} img/s", refresh=False)
+
+    def _watcher(self) -> Watcher:
+        cfg = self.cfg
+        if self.toy is not None:
+            real = self.toy.sample(TOY_POINTS, generator=seeded(cfg.seed, 5))
+        else:
+            x = self.batches.x
+            real = x[torch.randperm(x.shape[0], generator=seeded(cfg.seed, 5))[:DIAGNOSTIC_SAMPLES].to(x.device)]
+        return Watcher(cfg.saturation_d_fake, cfg.collapse_ratio, cfg.divergence_factor,
+                       real_diversity=mean_pairwise_distance(real))
+
+    @torch.no_grad()
+    def diagnose(self, values: dict[str, float]) -> None:
+        """Check this log interval for saturation, collapse and instability; warn and record what starts or ends."""
+        if self.watcher is None:
+            return
+        was_training = self.G.training
+        self.G.eval()  # eval mode: batch norm's running statistics stay untouched, so resuming remains exact
+        n = TOY_POINTS if self.toy is not None else DIAGNOSTIC_SAMPLES  # toy: enough points to count modes
+        z = self.fixed_z[:n].to(self.precision.device)
+        y = self.fixed_y[:n].to(self.precision.device) if self.fixed_y is not None else None
+        with self.precision.autocast():
+            fake = self.G(z, y).float()
+        self.G.train(was_training)
+        modes = None
+        if self.toy is not None:
+            from .metrics.toy import mode_metrics
+
+            modes = mode_metrics(self.toy, fake.cpu())["modes_covered"]
+        for finding in self.watcher.check(self.step, values, fake, modes):
+            self._report(finding)
+
+    def diagnose_non_finite(self, names: list[str]) -> None:
+        if self.main:
+            self._report(non_finite_finding(self.step, names))
+
+    def _report(self, finding) -> None:
+        record = finding.record()
+        append_jsonl(self.run_dir / "diagnostics.jsonl", record)
+        if finding.status == "started":
+            self.say(f"warning at step {finding.step}: {finding.message}. {record['remedy']}")
+        elif finding.status == "cleared":
+            self.say(f"step {finding.step}: {finding.message}")
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
@@ -252,12 +302,44 @@ class Session:
         G.train(was_training)
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
         if self.toy is not None:
-            real = self.toy.sample(TOY_POINTS, generator=seeded(self.cfg.seed, 4))
-            image = scatter({"data": (real, (150, 150, 150)), "G(z)": (out, (214, 39, 40))})
+            image = self._bayes_lab()
         else:
             image = grid(to_uint8(out), nrow=self.spec.num_classes or None)  # conditional: one column per class
         save_png(image, path)
-        self._writer().add_image("samples", image, self.step)
+        writer = self._writer()
+        writer.add_image("samples", image, self.step)
+        for net_name, net in (("G", self.G), ("D", self.D)):  # weight histograms at the samples' cadence
+            for name, p in net.named_parameters():
+                writer.add_histogram(f"{net_name}/{name}", p.detach().float().cpu(), self.step)
+
+    @torch.no_grad()
+    def _bayes_lab(self) -> torch.Tensor:
+        """The 2-D Bayes view now: σ(D(x)) beside D*(x) = p_data / (p_data + p_g) under real and generated points,
+        and the toy metrics (modes, JSD, |σ(D) − D*|) appended to metrics.jsonl. Uses G, the generator D is
+        trained against (not its EMA), so that D* is the optimum for the D shown."""
+        from .metrics.toy import bayes_snapshot
+
+        G, D, cfg = self.G, self.D, self.cfg
+        modes = (G.training, D.training)
+        G.eval(), D.eval()
+        device = self.precision.device
+        fake = G(self.fixed_z.to(device)).float().cpu()
+        fit = G(torch.randn(2 * TOY_POINTS, cfg.latent_dim, generator=seeded(cfg.seed, 6)).to(device)).float().cpu()
+        real = self.toy.sample(TOY_POINTS, generator=seeded(cfg.seed, 4))
+        extent = float(self.toy.means.abs().max()) * 1.25 + 4 * self.toy.std
+        snap = bayes_snapshot(self.toy, fit, fake, real, lambda x: D(x.to(device)).float().cpu(), extent)
+        G.train(modes[0]), D.train(modes[1])
+        points = {"data": (real, (60, 60, 60)), "G(z)": (fake, (0, 150, 60))}
+        m = snap["metrics"]
+        image = side_by_side([
+            probability_panel(snap["d_field"], points, extent, f"sigma(D(x)), step {self.step}"),
+            probability_panel(snap["d_star"], points, extent,
+                              f"D*(x) = p_data/(p_data+p_g); JSD {m['jsd']:.3f}, modes {m['modes_covered']}/{m['modes_total']}")])
+        record = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in m.items()}
+        append_jsonl(self.run_dir / "metrics.jsonl", {"step": self.step, "time": round(self.elapsed(), 3), **record})
+        for name in ("modes_covered", "high_quality_pct", "jsd", "d_gap"):
+            self._writer().add_scalar(f"toy/{name}", m[name], self.step)
+        return image
 
     def evaluate(self) -> None:
         if self.evaluator is None:
@@ -281,6 +363,8 @@ class Session:
             if self.precision.scaler_d.is_enabled():
                 state["scaler_d"] = self.precision.scaler_d.state_dict()
                 state["scaler_g"] = self.precision.scaler_g.state_dict()
+            if self.watcher is not None:
+                state["diagnostics"] = self.watcher.state_dict()
             meta = {"model": self.cfg.model, "spec": dataclasses.asdict(self.spec), "has_ema": self.G_ema is not None}
             checkpoint.save(self.run_dir, self.step, modules, meta, state, self.cfg.keep_checkpoints)
         self.saved_step = self.step
@@ -305,6 +389,8 @@ class Session:
         if "scaler_d" in state and self.precision.scaler_d.is_enabled():
             self.precision.scaler_d.load_state_dict(state["scaler_d"])
             self.precision.scaler_g.load_state_dict(state["scaler_g"])
+        if "diagnostics" in state and self.watcher is not None:
+            self.watcher.load_state_dict(state["diagnostics"])
         self.step = self.saved_step = int(state["step"])
         self.elapsed_before = float(state["elapsed"])
 
@@ -332,6 +418,7 @@ def train(cfg: TrainConfig | None = None, resume: bool = False, show_progress: b
             if reason == "interrupted":
                 if session.step > session.saved_step:
                     session.save_checkpoint()
+                distributed.barrier(dist)  # no rank exits (and makes torchrun kill rank 0) before the file is whole
                 raise Interrupted(f"interrupted at step {session.step}; checkpoint saved in "
                                   f"{session.run_dir}/checkpoints. Continue with: gankit train --resume {session.run_dir}")
     except Exception as e:

@@ -78,3 +78,21 @@ def density_grid(extent: float, size: int = 128) -> torch.Tensor:
     axis = torch.linspace(-extent, extent, size)
     ys, xs = torch.meshgrid(axis.flip(0), axis, indexing="ij")
     return torch.stack([xs.flatten(), ys.flatten()], dim=1)
+
+
+def bayes_snapshot(dist, fake_fit: torch.Tensor, fake_eval: torch.Tensor, real: torch.Tensor,
+                   d_logit, extent: float, size: int = 128) -> dict:
+    """Everything the 2-D Bayes lab shows at one moment of training.
+
+    `d_logit` maps (N, 2) points to D's logits. Returns the metrics (modes covered, % high quality, mode KL, JSD,
+    |σ(D) − D*|) and two (size, size) fields over [−extent, extent]²: σ(D(x)) and D*(x) with p_g a KDE of fake_fit.
+    """
+    held_out, fit = fake_fit.chunk(2)
+    bandwidth = select_bandwidth(fit, held_out)
+    metrics = mode_metrics(dist, fake_eval)
+    metrics["jsd"] = jsd_estimate(dist, fit, fake_eval, real, bandwidth)
+    metrics["d_gap"] = discriminator_gap(dist, d_logit(real), real, fit, bandwidth)
+    points = density_grid(extent, size)
+    d_field = torch.sigmoid(d_logit(points).double()).reshape(size, size)
+    d_star = optimal_discriminator(dist.log_prob(points).double(), kde_log_prob(fit, points, bandwidth))
+    return {"metrics": metrics, "d_field": d_field, "d_star": d_star.reshape(size, size)}

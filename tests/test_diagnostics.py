@@ -1,0 +1,108 @@
+"""Each failure the diagnostics name is provoked on purpose and must be reported; a healthy run reports nothing."""
+
+import math
+
+import pytest
+import torch
+
+from gankit import session as session_mod
+from gankit.diagnostics import COLLAPSE_PATIENCE, WARMUP, Watcher, mean_pairwise_distance
+from gankit.errors import NonFiniteLoss
+from gankit.session import train
+from gankit.stats import read_jsonl
+
+HEALTHY = {"loss_d": 1.2, "loss_g": 0.9, "d_real": 0.6, "d_fake": 0.4, "grad_norm_g": 2.0}
+
+
+def warmed_up(watcher: Watcher) -> Watcher:
+    for step in range(WARMUP):
+        assert watcher.check(step, HEALTHY) == []
+    return watcher
+
+
+def test_saturation_starts_and_clears_on_its_two_conditions():
+    watcher = warmed_up(Watcher())
+    assert watcher.check(10, dict(HEALTHY, d_fake=0.01)) == []  # D wins, but G still gets gradient: not saturation
+    (start,) = watcher.check(11, dict(HEALTHY, d_fake=0.01, d_real=0.99, grad_norm_g=0.05))
+    assert (start.kind, start.status) == ("saturation", "started")
+    assert start.evidence["grad_ratio"] == pytest.approx(0.025) and "--loss ns" in start.record()["remedy"]
+    assert watcher.check(12, dict(HEALTHY, d_fake=0.01, grad_norm_g=0.05)) == []  # reported once, not every interval
+    (end,) = watcher.check(13, HEALTHY)
+    assert (end.kind, end.status) == ("saturation", "cleared")
+
+
+def test_collapse_by_sample_diversity_and_by_toy_modes():
+    real = torch.randn(64, 1, 8, 8)
+    alike = torch.zeros(64, 1, 8, 8) + torch.randn(1, 1, 8, 8)
+    watcher = warmed_up(Watcher(real_diversity=mean_pairwise_distance(real)))
+    assert watcher.check(10, HEALTHY, fake=torch.randn(64, 1, 8, 8)) == []
+    (finding,) = watcher.check(11, HEALTHY, fake=alike)  # had diversity, lost it
+    assert finding.kind == "collapse" and finding.evidence["diversity_ratio"] < 0.01
+
+    never = warmed_up(Watcher(real_diversity=mean_pairwise_distance(real)))  # alike from the start: patience first
+    assert all(never.check(10 + i, HEALTHY, fake=alike) == [] for i in range(COLLAPSE_PATIENCE - 1))
+    assert [f.kind for f in never.check(99, HEALTHY, fake=alike)] == ["collapse"]
+
+    toy = Watcher()
+    for step in range(WARMUP):
+        toy.check(step, HEALTHY, modes_covered=step + 5)  # best so far: 8
+    assert toy.check(10, HEALTHY, modes_covered=7) == []
+    (finding,) = toy.check(11, HEALTHY, modes_covered=3)
+    assert finding.evidence == {"modes_covered": 3, "best_modes_covered": 8}
+
+
+def test_instability_when_a_loss_explodes():
+    watcher = warmed_up(Watcher(divergence_factor=20))
+    assert watcher.check(10, dict(HEALTHY, loss_d=10.0)) == []
+    (finding,) = watcher.check(11, dict(HEALTHY, loss_g=500.0))
+    assert finding.kind == "instability" and finding.evidence["loss_g"] == 500.0
+    assert "--spectral-norm" in finding.record()["remedy"]
+
+
+def test_mean_pairwise_distance():
+    points = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    assert mean_pairwise_distance(points) == pytest.approx(5.0)
+    assert mean_pairwise_distance(points[:1]) == 0.0
+
+
+# --- provoked in real (tiny) training runs --------------------------------------------------------------------------
+
+def kinds(run) -> list[tuple[str, str]]:
+    return [(r["kind"], r["status"]) for r in read_jsonl(run / "diagnostics.jsonl")]
+
+
+def test_a_healthy_toy_run_reports_nothing(tmp_path, tiny_toy):
+    run = train(out=str(tmp_path / "ok"), steps=400, loss="ns", show_progress=False, **tiny_toy)
+    assert kinds(run) == []
+
+
+def test_minimax_against_a_much_stronger_d_saturates(tmp_path, tiny_toy, capsys):
+    settings = dict(tiny_toy, width_d=128, lr_d=2e-3, lr_g=1e-4, n_critic=5)
+    run = train(out=str(tmp_path / "sat"), steps=300, loss="minimax", show_progress=False, **settings)
+    assert ("saturation", "started") in kinds(run)
+    assert "warning at step" in capsys.readouterr().err
+
+
+def test_a_generator_fed_constant_noise_collapses(tmp_path, tiny_dcgan, monkeypatch):
+    real_build = session_mod.build
+
+    def build_with_constant_z(model, spec):
+        G, D = real_build(model, spec)
+        forward = G.forward
+        G.forward = lambda z, y=None: forward(torch.zeros_like(z), y)
+        return G, D
+
+    monkeypatch.setattr(session_mod, "build", build_with_constant_z)
+    # log every 5 steps: warm-up (4 intervals) plus COLLAPSE_PATIENCE intervals of identical samples
+    run = train(out=str(tmp_path / "collapsed"), steps=5 * (4 + COLLAPSE_PATIENCE + 2), show_progress=False,
+                **dict(tiny_dcgan, log_every=5))
+    (record,) = [r for r in read_jsonl(run / "diagnostics.jsonl") if r["kind"] == "collapse"]
+    assert record["evidence"]["diversity_ratio"] < 0.05 and "feature-matching" in record["remedy"]
+
+
+def test_divergence_is_recorded_before_the_run_stops(tmp_path, tiny_toy):
+    with pytest.raises(NonFiniteLoss):
+        train(out=str(tmp_path / "nan"), steps=400, lr_g=50.0, lr_d=50.0, optimizer="rmsprop", loss="lsgan",
+              show_progress=False, **tiny_toy)
+    found = kinds(tmp_path / "nan")
+    assert ("non_finite", "stopped") in found or ("instability", "started") in found
