@@ -6,12 +6,19 @@ import pytest
 import torch
 
 from gankit import session as session_mod
-from gankit.diagnostics import COLLAPSE_PATIENCE, WARMUP, Watcher, mean_pairwise_distance
+from gankit.diagnostics import COLLAPSE_PATIENCE, PERSIST, WARMUP, Watcher, mean_pairwise_distance
 from gankit.errors import NonFiniteLoss
 from gankit.session import train
 from gankit.stats import read_jsonl
 
 HEALTHY = {"loss_d": 1.2, "loss_g": 0.9, "d_real": 0.6, "d_fake": 0.4, "grad_norm_g": 2.0}
+
+
+def persisting(watcher: Watcher, step: int, values: dict, **kw) -> list:
+    """Findings once a condition has held for PERSIST intervals (none may come earlier)."""
+    for i in range(PERSIST - 1):
+        assert watcher.check(step + i, values, **kw) == []
+    return watcher.check(step + PERSIST - 1, values, **kw)
 
 
 def warmed_up(watcher: Watcher) -> Watcher:
@@ -22,12 +29,14 @@ def warmed_up(watcher: Watcher) -> Watcher:
 
 def test_saturation_starts_and_clears_on_its_two_conditions():
     watcher = warmed_up(Watcher())
-    assert watcher.check(10, dict(HEALTHY, d_fake=0.01)) == []  # D wins, but G still gets gradient: not saturation
-    (start,) = watcher.check(11, dict(HEALTHY, d_fake=0.01, d_real=0.99, grad_norm_g=0.05))
+    assert persisting(watcher, 10, dict(HEALTHY, d_fake=0.01)) == []  # D wins, but G still gets gradient
+    saturated = dict(HEALTHY, d_fake=0.01, d_real=0.99, grad_norm_g=0.05)
+    (start,) = persisting(watcher, 20, saturated)
     assert (start.kind, start.status) == ("saturation", "started")
     assert start.evidence["grad_ratio"] == pytest.approx(0.025) and "--loss ns" in start.record()["remedy"]
-    assert watcher.check(12, dict(HEALTHY, d_fake=0.01, grad_norm_g=0.05)) == []  # reported once, not every interval
-    (end,) = watcher.check(13, HEALTHY)
+    assert persisting(watcher, 30, saturated) == []  # reported once, not every interval
+    assert watcher.check(40, HEALTHY) == [] and watcher.check(41, saturated) == []  # a flicker clears nothing
+    (end,) = persisting(watcher, 50, HEALTHY)
     assert (end.kind, end.status) == ("saturation", "cleared")
 
 
@@ -36,25 +45,25 @@ def test_collapse_by_sample_diversity_and_by_toy_modes():
     alike = torch.zeros(64, 1, 8, 8) + torch.randn(1, 1, 8, 8)
     watcher = warmed_up(Watcher(real_diversity=mean_pairwise_distance(real)))
     assert watcher.check(10, HEALTHY, fake=torch.randn(64, 1, 8, 8)) == []
-    (finding,) = watcher.check(11, HEALTHY, fake=alike)  # had diversity, lost it
+    (finding,) = persisting(watcher, 11, HEALTHY, fake=alike)  # had diversity, lost it
     assert finding.kind == "collapse" and finding.evidence["diversity_ratio"] < 0.01
 
     never = warmed_up(Watcher(real_diversity=mean_pairwise_distance(real)))  # alike from the start: patience first
-    assert all(never.check(10 + i, HEALTHY, fake=alike) == [] for i in range(COLLAPSE_PATIENCE - 1))
+    assert all(never.check(10 + i, HEALTHY, fake=alike) == [] for i in range(COLLAPSE_PATIENCE + PERSIST - 2))
     assert [f.kind for f in never.check(99, HEALTHY, fake=alike)] == ["collapse"]
 
     toy = Watcher()
     for step in range(WARMUP):
         toy.check(step, HEALTHY, modes_covered=step + 5)  # best so far: 8
-    assert toy.check(10, HEALTHY, modes_covered=7) == []
-    (finding,) = toy.check(11, HEALTHY, modes_covered=3)
+    assert persisting(toy, 10, HEALTHY, modes_covered=7) == []
+    (finding,) = persisting(toy, 20, HEALTHY, modes_covered=3)
     assert finding.evidence == {"modes_covered": 3, "best_modes_covered": 8}
 
 
 def test_instability_when_a_loss_explodes():
     watcher = warmed_up(Watcher(divergence_factor=20))
-    assert watcher.check(10, dict(HEALTHY, loss_d=10.0)) == []
-    (finding,) = watcher.check(11, dict(HEALTHY, loss_g=500.0))
+    assert persisting(watcher, 10, dict(HEALTHY, loss_d=10.0)) == []
+    (finding,) = persisting(watcher, 20, dict(HEALTHY, loss_g=500.0))
     assert finding.kind == "instability" and finding.evidence["loss_g"] == 500.0
     assert "--spectral-norm" in finding.record()["remedy"]
 
@@ -94,7 +103,7 @@ def test_a_generator_fed_constant_noise_collapses(tmp_path, tiny_dcgan, monkeypa
 
     monkeypatch.setattr(session_mod, "build", build_with_constant_z)
     # log every 5 steps: warm-up (4 intervals) plus COLLAPSE_PATIENCE intervals of identical samples
-    run = train(out=str(tmp_path / "collapsed"), steps=5 * (4 + COLLAPSE_PATIENCE + 2), show_progress=False,
+    run = train(out=str(tmp_path / "collapsed"), steps=5 * (4 + COLLAPSE_PATIENCE + PERSIST + 2), show_progress=False,
                 **dict(tiny_dcgan, log_every=5))
     (record,) = [r for r in read_jsonl(run / "diagnostics.jsonl") if r["kind"] == "collapse"]
     assert record["evidence"]["diversity_ratio"] < 0.05 and "feature-matching" in record["remedy"]

@@ -8,8 +8,9 @@
 - **instability**: a loss's magnitude exceeds `divergence_factor` times its early level (oscillating or exploding);
   non-finite values stop the run (the engine keeps the last good checkpoint) and are recorded here first.
 
-Checks run at every log interval after `WARMUP` intervals; a finding is recorded when a condition starts and
-again when it clears, never once per interval.
+Checks run at every log interval after `WARMUP` intervals. A condition starts when it has held for PERSIST
+intervals in a row and clears when it has been absent as long — GAN statistics are noisy, and a warning that
+flickers on and off says nothing — and each start and clear is recorded once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 WARMUP = 4  # log intervals that set the early levels before anything is judged
 SATURATION_GRAD_DROP = 0.1  # G's gradient norm below this fraction of its early level counts as collapsing
+PERSIST = 3  # consecutive log intervals a condition must hold (or be absent) before it starts (or clears)
 COLLAPSE_PATIENCE = 20  # log intervals a G may stay below collapse_ratio before never having exceeded it counts
 
 REMEDIES = {
@@ -70,18 +72,19 @@ class Watcher:
         self.intervals = 0
         self.early: dict[str, list[float]] = {"grad_norm_g": [], "loss_d": [], "loss_g": []}
         self.active: set[str] = set()
+        self.streak: dict[str, int] = {}  # consecutive intervals the condition has disagreed with its state
         self.best_modes = 0
         self.best_diversity, self.low_diversity_intervals = 0.0, 0
 
     def state_dict(self) -> dict:
         """What a resumed run needs to judge as the uninterrupted one would (saved in checkpoints)."""
-        return {"intervals": self.intervals, "early": self.early, "active": sorted(self.active),
+        return {"intervals": self.intervals, "early": self.early, "active": sorted(self.active), "streak": self.streak,
                 "best_modes": self.best_modes, "best_diversity": self.best_diversity,
                 "low_diversity_intervals": self.low_diversity_intervals}
 
     def load_state_dict(self, state: dict) -> None:
         self.intervals, self.early = state["intervals"], state["early"]
-        self.active, self.best_modes = set(state["active"]), state["best_modes"]
+        self.active, self.best_modes, self.streak = set(state["active"]), state["best_modes"], state["streak"]
         self.best_diversity, self.low_diversity_intervals = state["best_diversity"], state["low_diversity_intervals"]
 
     def _level(self, name: str) -> float:
@@ -137,10 +140,15 @@ class Watcher:
 
         findings = []
         for kind, evidence in conditions.items():
-            if evidence is not None and kind not in self.active:
+            changing = (evidence is not None) != (kind in self.active)
+            self.streak[kind] = self.streak.get(kind, 0) + 1 if changing else 0
+            if self.streak[kind] < PERSIST:
+                continue
+            self.streak[kind] = 0
+            if evidence is not None:
                 self.active.add(kind)
                 findings.append(Finding(step, kind, "started", evidence, _describe(kind, evidence)))
-            elif evidence is None and kind in self.active:
+            else:
                 self.active.discard(kind)
                 findings.append(Finding(step, kind, "cleared", {}, f"{kind} no longer detected"))
         return findings

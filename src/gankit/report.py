@@ -215,6 +215,16 @@ def relative(path: Path, page: Path) -> str:
     return urllib.parse.quote(Path(os.path.relpath(path, page.parent)).as_posix())
 
 
+def image_tag(path: Path, page: Path, alt: str, cls: str = "") -> str:
+    """An <img> of a file beside the page, shown 2–3× when small (28×28 grids are tiny), never wider than 800 px."""
+    try:
+        width = Image.open(path).width
+    except OSError:
+        width = 0  # the browser will say it is missing
+    shown = f' width="{min(width * max(1, min(3, 600 // max(width, 1))), 800)}"' if width else ""
+    return (f'<img class="{cls}" src="{html.escape(relative(path, page))}" alt="{html.escape(alt)}"{shown}>')
+
+
 def samples_section(run: Run, page: Path) -> str:
     if not run.samples:
         return "<p>No sample grid yet.</p>"
@@ -223,7 +233,7 @@ def samples_section(run: Run, page: Path) -> str:
     return (f'<div class="slider"><input type="range" min="0" max="{len(frames) - 1}" value="{len(frames) - 1}" '
             f'data-frames="{html.escape(json.dumps(frames))}" aria-label="training step">'
             f' <span class="step">step {last["step"]:,}</span></div>'
-            f'<img class="frame" src="{html.escape(last["src"])}" alt="samples at step {last["step"]}">')
+            + image_tag(run.samples[-1][1], page, f"samples at step {last['step']}", "frame"))
 
 
 STYLE = """
@@ -231,7 +241,7 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1400
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: 8px 0; } td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
 th { background: #f4f4f4; } .charts { display: flex; flex-wrap: wrap; gap: 8px; } .charts svg { max-width: 100%; height: auto; }
-img.frame, img.wide { max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd; }
+img { max-width: 100%; height: auto; image-rendering: pixelated; border: 1px solid #ddd; }
 .status { color: #555; } .runs { display: flex; flex-wrap: wrap; gap: 16px; } .runs figure { margin: 0; }
 pre { background: #f7f7f7; padding: 8px; overflow-x: auto; }
 """
@@ -275,12 +285,12 @@ def single_report(run: Run, out: Path) -> str:
                        if toy else "Samples from a fixed z over training") + "</h2>",
              samples_section(run, out)]
     if gif:
-        parts += ["<h2>Animation</h2>", f'<img class="wide" src="{html.escape(relative(gif, out))}" alt="training animation">']
+        parts += ["<h2>Animation</h2>", image_tag(gif, out, "training animation")]
     if walk:
         parts += ["<h2>Latent walks (slerp between random z)</h2>",
                   "<p>Smooth transitions between unrelated samples are the DCGAN paper's evidence that G has not "
                   "memorised its training images.</p>",
-                  f'<img class="wide" src="{html.escape(relative(walk, out))}" alt="latent walks">']
+                  image_tag(walk, out, "latent walks")]
     config_rows = [[k, v] for k, v in run.config.items()]
     parts += ["<h2>Configuration</h2>", table(config_rows, ["setting", "value"], "config")]
     return page(f"gankit report: {run.name}", "".join(parts))
@@ -297,7 +307,7 @@ def comparison_report(runs: list[Run], out: Path) -> str:
                     + [metrics.get(m, "") for m in metric_names])
     header = ["run", "loss", "step", "last loss_d", "last loss_g", "diagnostics"] + metric_names
     figures = "".join(
-        f'<figure><img class="frame" src="{html.escape(relative(run.samples[-1][1], out))}" alt="{html.escape(run.name)}">'
+        f'<figure>{image_tag(run.samples[-1][1], out, run.name)}'
         f"<figcaption>{html.escape(run.name)}, step {run.samples[-1][0]:,}</figcaption></figure>"
         for run in runs if run.samples)
     diagnostics = "".join(f"<h3>{html.escape(run.name)}</h3>{diagnostics_section(run)}" for run in runs)
