@@ -280,9 +280,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
     dist, _ = distributed.start(torch.device("cpu"))  # under torchrun, ranks share the Inception feature extraction
     try:
-        return _evaluate(args, dist.main)
-    finally:
+        code = _evaluate(args, dist.main)
+    except BaseException:
         distributed.stop(dist)
+        raise
+    distributed.stop(dist, together=True)
+    return code
 
 
 def _evaluate(args: argparse.Namespace, main_process: bool) -> int:

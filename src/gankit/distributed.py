@@ -57,8 +57,13 @@ def start(device: torch.device) -> tuple[Dist, torch.device]:
     return Dist(rank, world_size, local_rank, active=True), device
 
 
-def stop(dist: Dist) -> None:
+def stop(dist: Dist, together: bool = False) -> None:
+    """Leave the process group. `together` (every rank finished normally): wait for all first — a rank that exits
+    while rank 0 still writes its checkpoint makes torchrun kill rank 0, and gloo can abort a rank whose peer tore
+    the group down under it."""
     if dist.active and torch_dist.is_initialized():
+        if together:
+            torch_dist.barrier()
         torch_dist.destroy_process_group()
 
 
@@ -79,11 +84,6 @@ def wrap(module: nn.Module, dist: Dist, device: torch.device) -> nn.Module:
 
     return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None,
                                    forward_sync_buffers=True, gradient_as_bucket_view=True)
-
-
-def barrier(dist: Dist) -> None:
-    if dist.active:
-        torch_dist.barrier()
 
 
 def mean(values: torch.Tensor, dist: Dist) -> torch.Tensor:

@@ -409,16 +409,16 @@ def train(cfg: TrainConfig | None = None, resume: bool = False, show_progress: b
     """
     cfg = config_mod.from_dict(overrides, base=cfg) if overrides else (cfg or TrainConfig())
     dist, device = distributed.start(_device(cfg.device))
-    session = None
+    session, together = None, False
     try:
         session = Session(cfg, resume=resume, show_progress=show_progress, dist=dist, device=device)
         stop = StopRequested()
         with stop.installed():
             reason = train_loop(session, stop)
+            if reason == "interrupted" and session.step > session.saved_step:
+                session.save_checkpoint()
+            together = True  # every rank got here: they leave together (see distributed.stop)
             if reason == "interrupted":
-                if session.step > session.saved_step:
-                    session.save_checkpoint()
-                distributed.barrier(dist)  # no rank exits (and makes torchrun kill rank 0) before the file is whole
                 raise Interrupted(f"interrupted at step {session.step}; checkpoint saved in "
                                   f"{session.run_dir}/checkpoints. Continue with: gankit train --resume {session.run_dir}")
     except Exception as e:
@@ -430,7 +430,7 @@ def train(cfg: TrainConfig | None = None, resume: bool = False, show_progress: b
     finally:
         if session is not None:
             session.close()
-        distributed.stop(dist)
+        distributed.stop(dist, together)
     return session.run_dir
 
 
