@@ -40,6 +40,14 @@ def test_saturation_starts_and_clears_on_its_two_conditions():
     assert (end.kind, end.status) == ("saturation", "cleared")
 
 
+def test_under_the_minimax_loss_a_low_d_fake_alone_is_saturation():
+    # the minimax loss's slope in D's logit is D(G(z)): the gradient vanishes even if D's input gradients grow
+    watcher = warmed_up(Watcher(saturating_loss=True))
+    (start,) = persisting(watcher, 10, dict(HEALTHY, d_fake=0.01))
+    assert start.kind == "saturation" and start.evidence["minimax_slope_ratio"] == pytest.approx(0.01 / 0.99)
+    assert "1% of the non-saturating loss's gradient" in start.message
+
+
 def test_collapse_by_sample_diversity_and_by_toy_modes():
     real = torch.randn(64, 1, 8, 8)
     alike = torch.zeros(64, 1, 8, 8) + torch.randn(1, 1, 8, 8)

@@ -1,7 +1,10 @@
 """Watching a run for the GAN game's three classic failures, with the evidence and the remedy gankit offers.
 
-- **saturation**: D wins outright — mean D(G(z)) below `saturation_d_fake` while G's gradient norm has fallen below
-  10% (SATURATION_GRAD_DROP) of its early level: the minimax loss's vanishing gradient.
+- **saturation**: D wins outright — mean D(G(z)) below `saturation_d_fake` while G's gradient vanishes. Under the
+  minimax loss that follows from D(G(z)) itself: G's loss log(1 − σ(l)) has slope −σ(l) = −D(G(z)) in D's logit l
+  (the non-saturating loss's slope is −(1 − σ(l))), so its signal has shrunk by D(G(z)) / (1 − D(G(z))) whatever
+  the parameter gradients look like. Under other losses it is judged by G's gradient norm falling below 10%
+  (SATURATION_GRAD_DROP) of its early level.
 - **collapse**: G's samples lose diversity — the mean pairwise distance between samples from a fixed z falls below
   `collapse_ratio` of the same statistic on real data (pixels, or 2-D points) after having been above it, or stays
   below it for COLLAPSE_PATIENCE intervals; on toy data also when the modes covered fall to half of the best so far.
@@ -65,8 +68,9 @@ class Watcher:
     """The state of one run's diagnostics: early levels, active conditions, best toy coverage."""
 
     def __init__(self, saturation_d_fake: float = 0.05, collapse_ratio: float = 0.4, divergence_factor: float = 20.0,
-                 real_diversity: float | None = None):
+                 real_diversity: float | None = None, saturating_loss: bool = False):
         self.saturation_d_fake, self.collapse_ratio = saturation_d_fake, collapse_ratio
+        self.saturating_loss = saturating_loss  # the minimax loss: G's gradient scales with D(G(z))
         self.divergence_factor = divergence_factor
         self.real_diversity = real_diversity
         self.intervals = 0
@@ -107,10 +111,14 @@ class Watcher:
 
         grad_level = self._level("grad_norm_g")
         grad_ratio = values.get("grad_norm_g", math.nan) / grad_level if grad_level else math.nan
-        saturated = values.get("d_fake", 1.0) < self.saturation_d_fake and grad_ratio < SATURATION_GRAD_DROP
-        conditions["saturation"] = {"d_fake": values.get("d_fake"), "d_real": values.get("d_real"),
+        d_fake = values.get("d_fake", 1.0)
+        vanishing = self.saturating_loss or grad_ratio < SATURATION_GRAD_DROP
+        saturated = d_fake < self.saturation_d_fake and vanishing
+        conditions["saturation"] = {"d_fake": d_fake, "d_real": values.get("d_real"),
                                     "grad_norm_g": values.get("grad_norm_g"), "grad_norm_g_early": grad_level,
-                                    "grad_ratio": grad_ratio} if saturated else None
+                                    "grad_ratio": grad_ratio,
+                                    "minimax_slope_ratio": d_fake / (1 - d_fake) if self.saturating_loss else None,
+                                    } if saturated else None
 
         collapse = {}
         if fake is not None and fake.shape[0] >= 2 and self.real_diversity:
@@ -161,8 +169,11 @@ def non_finite_finding(step: int, names: list[str]) -> Finding:
 
 def _describe(kind: str, e: dict) -> str:
     if kind == "saturation":
-        return (f"discriminator saturation: D(G(z)) = {e['d_fake']:.3f}, D(x) = {e['d_real']:.3f}, G's gradient norm "
-                f"{e['grad_norm_g']:.3g} is {100 * e['grad_ratio']:.1f}% of its early level")
+        head = f"discriminator saturation: D(G(z)) = {e['d_fake']:.3f}, D(x) = {e['d_real']:.3f}, "
+        if e.get("minimax_slope_ratio") is not None:
+            return head + (f"the minimax loss gives G {100 * e['minimax_slope_ratio']:.2g}% of the non-saturating "
+                           f"loss's gradient through D's output")
+        return head + f"G's gradient norm {e['grad_norm_g']:.3g} is {100 * e['grad_ratio']:.1f}% of its early level"
     if kind == "collapse":
         parts = []
         if "diversity_ratio" in e:

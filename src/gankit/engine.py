@@ -46,15 +46,13 @@ class Precision:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
 
-def d_step(G: nn.Module, D: nn.Module, opt_d: torch.optim.Optimizer, game: Game, precision: Precision,
-           x: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor, alpha: torch.Tensor | None = None) -> dict:
+def d_step(D: nn.Module, opt_d: torch.optim.Optimizer, game: Game, precision: Precision, x: torch.Tensor,
+           y: torch.Tensor | None, fake: torch.Tensor, alpha: torch.Tensor | None = None) -> dict:
     """Update D: maximise log D(x) + log(1 - D(G(z))) (or the game's critic objective) for one batch.
 
-    In a torchrun job D is the DistributedDataParallel wrapper (its gradients are averaged over ranks) and G the
-    bare module: G only runs without gradients here. `alpha`: the gradient penalty's mixing weights, (N,).
+    `fake`: G's images, detached. In a torchrun job D is the DistributedDataParallel wrapper (its gradients are
+    averaged over ranks). `alpha`: the gradient penalty's mixing weights, (N,).
     """
-    with torch.no_grad(), precision.autocast():
-        fake = G(z, y)
     with precision.autocast():
         real_logits = D(x, y).float()
         fake_logits = D(fake, y).float()
@@ -80,16 +78,16 @@ def d_step(G: nn.Module, D: nn.Module, opt_d: torch.optim.Optimizer, game: Game,
 
 
 def g_step(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, game: Game, precision: Precision,
-           x: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor) -> dict:
+           x: torch.Tensor, y: torch.Tensor | None, fake: torch.Tensor) -> dict:
     """Update G against the current D (the game's G objective, e.g. maximise log D(G(z)) for ns).
 
-    In a torchrun job G is the DistributedDataParallel wrapper and D the bare module: D's weights are frozen here,
-    so no gradient of D may be synchronised.
+    `fake`: G(z, y) with its graph, the images D was just updated on. In a torchrun job G is the
+    DistributedDataParallel wrapper and D the bare module: D's weights are frozen here, so no gradient of D may be
+    synchronised.
     """
     D.requires_grad_(False)  # D's weight gradients would be thrown away; skipping them saves a third of D's backward
     try:
         with precision.autocast():
-            fake = G(z, y)
             fake_features = D.features(fake, y)
             fake_logits = D.head(fake_features, y).float()
             real_features = None
@@ -167,8 +165,13 @@ def train_step(session, step: int, stats: Stats) -> None:
         x, y = precision.to_device(x), (y.to(precision.device) if y is not None else None)
         z = noise()
         alpha = torch.rand(cfg.batch_size, generator=generator)[part] if game.gp_weight else None
-        stats.report(d_step(session.G, session.D_train, session.opt_d, game, precision, x, y, z, alpha))
-    stats.report(g_step(session.G_train, session.D, session.opt_g, game, precision, x, y, noise()))
+        last = k == game.n_critic - 1
+        # G runs once per step, as in the classic DCGAN loop: its last fakes train D (detached), then G through
+        # the updated D, so G's update needs no second forward pass.
+        with torch.set_grad_enabled(last), precision.autocast():
+            fake = (session.G_train if last else session.G)(z, y)
+        stats.report(d_step(session.D_train, session.opt_d, game, precision, x, y, fake.detach(), alpha))
+    stats.report(g_step(session.G_train, session.D, session.opt_g, game, precision, x, y, fake))
     if session.G_ema is not None:
         update_ema(session.G_ema, session.G, cfg.ema, step)
 

@@ -250,7 +250,7 @@ class Session:
             x = self.batches.x
             real = x[torch.randperm(x.shape[0], generator=seeded(cfg.seed, 5))[:DIAGNOSTIC_SAMPLES].to(x.device)]
         return Watcher(cfg.saturation_d_fake, cfg.collapse_ratio, cfg.divergence_factor,
-                       real_diversity=mean_pairwise_distance(real))
+                       real_diversity=mean_pairwise_distance(real), saturating_loss=cfg.loss == "minimax")
 
     @torch.no_grad()
     def diagnose(self, values: dict[str, float]) -> None:
