@@ -43,9 +43,8 @@ def test_training_bench_rows_side_by_side(tmp_path):
         assert row["img_per_s"] > 0 and row["steps"] >= 6 and row["gflop_per_step"] > 0  # 3 rounds of ≥ 2 steps
         assert row["added_mb"] >= 0
         assert row["fraction_bf16_peak"] == pytest.approx(row["gflop_per_s"] / peaks["bf16"], rel=0.02)
-    # the same architecture and G run once per step in both: gankit skips only D's weight gradients in G's update
-    gankit, reference = rows["gankit fp32"]["gflop_per_step"], rows["reference"]["gflop_per_step"]
-    assert 0.85 * reference < gankit < reference
+    # the same architecture: FLOPs per step differ only by what each loop chooses to compute (within 5%)
+    assert rows["gankit fp32"]["gflop_per_step"] == pytest.approx(rows["reference"]["gflop_per_step"], rel=0.05)
     text = bench.format_bench({"machine": {}, "matmul_peak_gflop_per_s": peaks,
                                "training": {"data": "random", "batch_size": 16, "rows": {"16": rows}}})
     assert "16×16" in text and "gankit fast" in text

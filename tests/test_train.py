@@ -38,6 +38,7 @@ def test_every_loss_trains_a_toy_gan(tmp_path, tiny_toy, loss):
     assert (run / "samples" / "step_0000030.png").exists()
     saved = json.loads((run / "config.json").read_text())
     assert saved["loss"] == loss and None not in (saved["latent_dim"], saved["beta1"], saved["batch_size"])
+    assert saved["n_critic"] == (5 if loss in ("wgan", "wgan-gp") else 1)  # the WGAN papers' critic steps
 
 
 def test_d_step_lowers_d_loss_on_a_fixed_batch():
@@ -154,3 +155,20 @@ def test_tensorboard_events_hold_the_scalars_images_and_weight_histograms(tmp_pa
     assert [e.value for e in events.Scalars("train/loss_d")] == pytest.approx(logged, rel=1e-5)
     assert "samples" in tags["images"] and [e.step for e in events.Images("samples")] == [10, 20]
     assert any(t.startswith("G/") for t in tags["histograms"]) and any(t.startswith("D/") for t in tags["histograms"])
+
+
+def test_linear_lr_decay_holds_then_falls_to_zero_at_the_end(tmp_path, tiny_toy, monkeypatch):
+    from gankit import engine
+
+    seen, real_step = [], engine.train_step
+
+    def recording(session, step, stats):
+        seen.append((session.opt_g.param_groups[0]["lr"] / session.cfg.lr_g,
+                     session.opt_d.param_groups[0]["lr"] / session.cfg.lr_d))
+        real_step(session, step, stats)
+
+    monkeypatch.setattr(engine, "train_step", recording)
+    train(out=str(tmp_path / "decay"), steps=20, lr_decay="linear", lr_d=1e-3, show_progress=False, **tiny_toy)
+    g, d = zip(*seen)
+    assert g == pytest.approx(d) and g[:11] == pytest.approx([1.0] * 11)  # the first half at the full rate
+    assert g[10:] == pytest.approx([2 * (1 - s / 20) for s in range(10, 20)])  # then linearly towards 0

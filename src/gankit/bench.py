@@ -1,4 +1,5 @@
-"""`gankit bench`: speed measured side by side in one process, so a noisy shared machine affects all rows alike.
+"""`gankit bench`: speed measured side by side in one run, rows taking turns, so a noisy shared machine affects all
+rows alike.
 
 Section "training": per resolution, the classic PyTorch DCGAN loop (`bench_reference`), gankit's engine in fp32
 and in its fast mode, on the same architecture, batch and data: img/s, ratios to the classic loop, FLOPs per step

@@ -45,7 +45,7 @@ class TrainConfig:
     dropout: float = 0.0  # dropout probability in D's hidden layers
     # The game
     loss: str = "ns"  # minimax, ns, wgan, wgan-gp, hinge, lsgan, feature-matching
-    n_critic: int = 1  # D updates per G update
+    n_critic: int | None = None  # D updates per G update; None = 5 for wgan and wgan-gp (their papers), 1 otherwise
     label_smoothing: float = 0.0  # one-sided: D's target for real data is 1 - this
     gp_weight: float | None = None  # gradient-penalty weight; None = the loss's default (10 for wgan-gp, else 0)
     weight_clip: float | None = None  # clip D's weights to ±this after each step; None = the loss's default (0.01 for wgan)
@@ -53,6 +53,7 @@ class TrainConfig:
     optimizer: str = "adam"  # adam or rmsprop
     lr_g: float | None = None  # G learning rate; None = 4e-4 for dcgan, 2e-4 for mlp, 1e-4 for wgan-gp, 5e-5 for wgan
     lr_d: float | None = None  # D learning rate (a value other than lr_g is TTUR); None = as lr_g
+    lr_decay: str = "none"  # none, or linear: constant for the first half of the run, then linearly to 0 at its end (--steps or --max-minutes, whichever ends it)
     beta1: float | None = None  # Adam β1; None = 0.5 (0.0 for wgan-gp)
     beta2: float | None = None  # Adam β2; None = 0.999 (0.9 for wgan-gp)
     batch_size: int | None = None  # global batch size; None = 32 for images (more updates per minute), 256 for toy data
@@ -88,6 +89,7 @@ CHOICES = {
     "conditioning": ("projection", "concat"),
     "loss": ("minimax", "ns", "wgan", "wgan-gp", "hinge", "lsgan", "feature-matching"),
     "optimizer": ("adam", "rmsprop"),
+    "lr_decay": ("none", "linear"),
     "device": ("cpu", "cuda", "auto"),
     "precision": ("fp32", "bf16", "fp16", "auto"),
 }

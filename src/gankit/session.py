@@ -68,7 +68,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         raise ConfigError(f"label smoothing has no meaning for the {cfg.loss} loss")
     gp_loss = cfg.loss == "wgan-gp"
     auto_bf16 = dcgan and native_bf16(_device(cfg.device))  # toy points need fp32: bf16 rounds 1.0 to 2^-8
-    # Learning rates: the WGAN papers' own; for the rest, 4e-4 at batch 32 trained DCGAN on Fashion-MNIST to a
+    # Learning rates and critic steps: the WGAN papers' own; for the rest, 4e-4 at batch 32 trained DCGAN on Fashion-MNIST to a
     # clearly lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs/performance.md).
     lr = {"wgan": 5e-5, "wgan-gp": 1e-4}.get(cfg.loss, 4e-4 if dcgan else 2e-4)
     lr_g = cfg.lr_g or lr
@@ -87,6 +87,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         beta1=cfg.beta1 if cfg.beta1 is not None else (0.0 if gp_loss else 0.5),
         beta2=cfg.beta2 if cfg.beta2 is not None else (0.9 if gp_loss else 0.999),
         batch_size=cfg.batch_size or (32 if not toy else 256),
+        n_critic=cfg.n_critic or (5 if cfg.loss in ("wgan", "wgan-gp") else 1),
         lr_g=lr_g,
         lr_d=cfg.lr_d or lr_g,
         precision={"auto": "bf16" if auto_bf16 else "fp32"}.get(cfg.precision, cfg.precision),

@@ -40,7 +40,7 @@ def main() -> None:
     if dist.main:
         print(json.dumps({"checked_steps": session.checked, "step": session.step}))
     session.close()
-    distributed.stop(dist)
+    distributed.stop(dist, together=True)  # a rank tearing gloo down under its peer can abort it
 
 
 if __name__ == "__main__":
