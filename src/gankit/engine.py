@@ -50,8 +50,8 @@ def d_step(D: nn.Module, opt_d: torch.optim.Optimizer, game: Game, precision: Pr
            y: torch.Tensor | None, fake: torch.Tensor, alpha: torch.Tensor | None = None) -> dict:
     """Update D: maximise log D(x) + log(1 - D(G(z))) (or the game's critic objective) for one batch.
 
-    `fake`: G's images, made without gradients. In a torchrun job D is the DistributedDataParallel wrapper (its gradients are
-    averaged over ranks). `alpha`: the gradient penalty's mixing weights, (N,).
+    `fake`: G's images, made without gradients. In a torchrun job D is the DistributedDataParallel wrapper (its
+    gradients are averaged over ranks). `alpha`: the gradient penalty's mixing weights, (N,).
     """
     with precision.autocast():
         real_logits = D(x, y).float()
@@ -204,9 +204,11 @@ def train_loop(session, stop: StopRequested, after_step=None) -> str:
     stats = Stats()
     tick_start, tick_images, flushed_at = time.perf_counter(), 0, session.step
     time_used = 0.0  # fraction of --max-minutes spent; in a torchrun job the ranks' mean, agreed every AGREE_EVERY steps
+    first_step = session.step
     while session.step < cfg.steps:
         if cfg.lr_decay == "linear":
-            if cfg.max_minutes is not None and (not dist.active or session.step % AGREE_EVERY == 0):
+            agree = not dist.active or session.step % AGREE_EVERY == 0 or session.step == first_step
+            if cfg.max_minutes is not None and agree:
                 used = torch.tensor(session.elapsed() / (60 * cfg.max_minutes), device=precision.device)
                 time_used = float(mean(used, dist))
             set_lr_scale(session, lr_scale(max(session.step / cfg.steps, time_used)))
