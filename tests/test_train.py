@@ -172,3 +172,20 @@ def test_linear_lr_decay_holds_then_falls_to_zero_at_the_end(tmp_path, tiny_toy,
     g, d = zip(*seen)
     assert g == pytest.approx(d) and g[:11] == pytest.approx([1.0] * 11)  # the first half at the full rate
     assert g[10:] == pytest.approx([2 * (1 - s / 20) for s in range(10, 20)])  # then linearly towards 0
+
+
+def test_linear_lr_decay_follows_the_time_budget_when_it_ends_the_run_first(tmp_path, tiny_toy, monkeypatch):
+    from gankit import engine, session as session_mod
+
+    seen, real_step = [], engine.train_step
+
+    def recording(session, step, stats):
+        seen.append(session.opt_g.param_groups[0]["lr"] / session.cfg.lr_g)
+        real_step(session, step, stats)
+
+    monkeypatch.setattr(engine, "train_step", recording)
+    monkeypatch.setattr(session_mod.Session, "elapsed", lambda self: 45.0)  # 3/4 of a one-minute budget, always
+    train(out=str(tmp_path / "decay"), steps=20, max_minutes=1.0, lr_decay="linear", show_progress=False,
+          **tiny_toy)
+    assert seen[0] == pytest.approx(0.5)  # 2·(1 − 0.75): the budget is further along than the 0 steps
+    assert seen[-1] == pytest.approx(2 * (1 - 19 / 20))  # later the step count is further along

@@ -209,8 +209,9 @@ def train_loop(session, stop: StopRequested, after_step=None) -> str:
         if cfg.lr_decay == "linear":
             agree = not dist.active or session.step % AGREE_EVERY == 0 or session.step == first_step
             if cfg.max_minutes is not None and agree:
-                used = torch.tensor(session.elapsed() / (60 * cfg.max_minutes), device=precision.device)
-                time_used = float(mean(used, dist))
+                time_used = session.elapsed() / (60 * cfg.max_minutes)
+                if dist.active:  # one host sync per AGREE_EVERY steps, as for stopping
+                    time_used = float(mean(torch.tensor(time_used, device=precision.device), dist))
             set_lr_scale(session, lr_scale(max(session.step / cfg.steps, time_used)))
         train_step(session, session.step, stats)
         session.step = step = session.step + 1
