@@ -157,7 +157,8 @@ def test_tensorboard_events_hold_the_scalars_images_and_weight_histograms(tmp_pa
     assert any(t.startswith("G/") for t in tags["histograms"]) and any(t.startswith("D/") for t in tags["histograms"])
 
 
-def test_linear_lr_decay_holds_then_falls_to_zero_at_the_end(tmp_path, tiny_toy, monkeypatch):
+def record_lr_scales(monkeypatch) -> list[tuple[float, float]]:
+    """(G's, D's) learning rate over its configured value, seen at the start of every training step."""
     from gankit import engine
 
     seen, real_step = [], engine.train_step
@@ -168,6 +169,11 @@ def test_linear_lr_decay_holds_then_falls_to_zero_at_the_end(tmp_path, tiny_toy,
         real_step(session, step, stats)
 
     monkeypatch.setattr(engine, "train_step", recording)
+    return seen
+
+
+def test_linear_lr_decay_holds_then_falls_to_zero_at_the_end(tmp_path, tiny_toy, monkeypatch):
+    seen = record_lr_scales(monkeypatch)
     train(out=str(tmp_path / "decay"), steps=20, lr_decay="linear", lr_d=1e-3, show_progress=False, **tiny_toy)
     g, d = zip(*seen)
     assert g == pytest.approx(d) and g[:11] == pytest.approx([1.0] * 11)  # the first half at the full rate
@@ -175,17 +181,12 @@ def test_linear_lr_decay_holds_then_falls_to_zero_at_the_end(tmp_path, tiny_toy,
 
 
 def test_linear_lr_decay_follows_the_time_budget_when_it_ends_the_run_first(tmp_path, tiny_toy, monkeypatch):
-    from gankit import engine, session as session_mod
+    from gankit import session as session_mod
 
-    seen, real_step = [], engine.train_step
-
-    def recording(session, step, stats):
-        seen.append(session.opt_g.param_groups[0]["lr"] / session.cfg.lr_g)
-        real_step(session, step, stats)
-
-    monkeypatch.setattr(engine, "train_step", recording)
+    seen = record_lr_scales(monkeypatch)
     monkeypatch.setattr(session_mod.Session, "elapsed", lambda self: 45.0)  # 3/4 of a one-minute budget, always
     train(out=str(tmp_path / "decay"), steps=20, max_minutes=1.0, lr_decay="linear", show_progress=False,
           **tiny_toy)
-    assert seen[0] == pytest.approx(0.5)  # 2·(1 − 0.75): the budget is further along than the 0 steps
-    assert seen[-1] == pytest.approx(2 * (1 - 19 / 20))  # later the step count is further along
+    g = [scale for scale, _ in seen]
+    assert g[0] == pytest.approx(0.5)  # 2·(1 − 0.75): the budget is further along than the 0 steps
+    assert g[-1] == pytest.approx(2 * (1 - 19 / 20))  # later the step count is further along

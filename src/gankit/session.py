@@ -68,8 +68,8 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         raise ConfigError(f"label smoothing has no meaning for the {cfg.loss} loss")
     gp_loss = cfg.loss == "wgan-gp"
     auto_bf16 = dcgan and native_bf16(_device(cfg.device))  # toy points need fp32: bf16 rounds 1.0 to 2^-8
-    # Learning rates and critic steps: the WGAN papers' own; for the rest, 4e-4 at batch 32 trained DCGAN on Fashion-MNIST to a
-    # clearly lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs/performance.md).
+    # Learning rates and critic steps: the WGAN papers' own; for the rest, 4e-4 at batch 32 trained DCGAN on
+    # Fashion-MNIST to a clearly lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs/performance.md).
     lr = {"wgan": 5e-5, "wgan-gp": 1e-4}.get(cfg.loss, 4e-4 if dcgan else 2e-4)
     lr_g = cfg.lr_g or lr
     return dataclasses.replace(
