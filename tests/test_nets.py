@@ -74,3 +74,32 @@ def test_mlp_shapes_and_conditioning():
 def test_invalid_resolution_is_refused():
     with pytest.raises(ValueError, match="28 or one of"):
         dcgan_plan(48)
+
+
+def test_first_and_last_layers_compute_their_convolutions():
+    torch.manual_seed(0)
+    G, D = build("dcgan", NetSpec(resolution=32, width_g=8, width_d=8, latent_dim=10, batchnorm_g=False))
+    z = torch.randn(3, 10)
+    projection = G.net[0]
+    expected = nn.functional.conv_transpose2d(z[:, :, None, None], projection.weight, projection.bias)
+    assert torch.allclose(projection(z[:, :, None, None]), expected, atol=1e-6)
+    x = torch.randn(3, 1, 32, 32)
+    features = D.features(x)
+    expected = nn.functional.conv2d(features.view(3, 32, 4, 4), D.out.weight, D.out.bias).flatten()
+    assert torch.allclose(D.head(features), expected, atol=1e-6)
+
+
+def test_channels_last_networks_keep_every_activation_and_gradient_channels_last():
+    G, D = (m.to(memory_format=torch.channels_last)
+            for m in build("dcgan", NetSpec(resolution=32, width_g=8, width_d=8, latent_dim=10)))
+    layouts = []
+
+    def record(module, inputs, out):
+        if out.shape[1] > 1 and out.shape[2] > 1:  # 1-channel and 1×1 tensors have no distinct layout
+            layouts.append((type(module).__name__, out.is_contiguous(memory_format=torch.channels_last)))
+            out.register_hook(lambda g: layouts.append(("grad", g.is_contiguous(memory_format=torch.channels_last))))
+
+    for m in list(G.net[1:]) + list(D.body):  # G.net[0] makes a 4×4 map from z; G.forward lays it out
+        m.register_forward_hook(record)
+    D(G(torch.randn(4, 10))).sum().backward()
+    assert len(layouts) == 2 * 16 and all(cl for _, cl in layouts), layouts

@@ -68,8 +68,7 @@ class DCGANGenerator(nn.Module):
         self.label_embedding = nn.Embedding(spec.num_classes, spec.latent_dim) if spec.num_classes else None
         in_dim = spec.latent_dim * (2 if spec.num_classes else 1)
         width = spec.width_g * 2 ** (k - 1)
-        # The input is a 1×1 "image" with in_dim channels; the first layer projects it to base×base.
-        layers: list[nn.Module] = [nn.ConvTranspose2d(in_dim, width, base, 1, 0, bias=not spec.batchnorm_g)]
+        layers: list[nn.Module] = [Projection(in_dim, width, base, 1, 0, bias=not spec.batchnorm_g)]
         for _ in range(k - 1):  # each block: (N, width, s, s) → (N, width/2, 2s, 2s)
             layers += _g_norm_act(width, spec)
             layers.append(nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=not spec.batchnorm_g))
@@ -82,7 +81,53 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.label_embedding is not None:
             z = torch.cat([z, self.label_embedding(y)], dim=1)
-        return self.net(z[:, :, None, None])  # (N, C, R, R)
+        memory_format, last_conv = network_format(self), self.net[-2]
+        h = z[:, :, None, None]
+        for layer in self.net:
+            h = layer(_grad_in_format(h, memory_format) if layer is last_conv else h)
+            if isinstance(layer, Projection):
+                h = h.contiguous(memory_format=memory_format)
+        return h  # (N, C, R, R)
+
+
+class Projection(nn.ConvTranspose2d):
+    """G's first layer, z as a 1×1 image with in_dim channels → base×base: a transposed convolution that is "just a
+    matrix multiplication" (Radford et al.), computed as one — oneDNN's convolution runs this shape ~5× slower."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, side = x.shape[0], self.kernel_size[0]
+        h = (x.flatten(1) @ self.weight.reshape(self.in_channels, -1)).view(n, self.out_channels, side, side)
+        return h if self.bias is None else h + self.bias.to(h.dtype).view(1, -1, 1, 1)
+
+
+# Memory formats. After `model.to(memory_format=torch.channels_last)` (gankit's fast path) every activation should be
+# channels_last, and so should every gradient: an element-wise backward (LeakyReLU, ReLU, batch norm) whose gradient
+# and saved tensor differ in format runs ~15× slower. Formats get lost where a tensor is ambiguous (a 1-channel image,
+# a 1×1 map) or flattened, and are restored there: activations by `.contiguous(memory_format=...)`, gradients by
+# `_grad_in_format`.
+
+def network_format(module: nn.Module) -> torch.memory_format:
+    """channels_last if any 4-D weight of `module` is stored channels_last, else contiguous."""
+    for p in module.parameters():
+        if p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last):
+            return torch.channels_last
+    return torch.contiguous_format
+
+
+class _GradInFormat(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+        ctx.memory_format = memory_format
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad.contiguous(memory_format=ctx.memory_format), None
+
+
+def _grad_in_format(x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """x itself, whose gradient is laid out in `memory_format` (not to be modified in place)."""
+    return _GradInFormat.apply(x, memory_format) if memory_format != torch.contiguous_format else x
 
 
 def _g_norm_act(width: int, spec: NetSpec) -> list[nn.Module]:
@@ -111,7 +156,6 @@ class DCGANDiscriminator(nn.Module):
                 layers.append(nn.Dropout(spec.dropout_d))
             width *= 2
         self.body = nn.Sequential(*layers)
-        self.feature_shape = (width // 2, base, base)
         self.out = _d_layer(nn.Conv2d(width // 2, 1, base, 1, 0), spec)  # ≡ a linear map of the flat features
         self.label_projection = _label_projection(spec, (width // 2) * base * base)
         init_dcgan_weights(self)
@@ -120,10 +164,16 @@ class DCGANDiscriminator(nn.Module):
         if self.concat_classes:
             onehot = nn.functional.one_hot(y, self.concat_classes).to(x.dtype)
             x = torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
-        return self.body(x).flatten(1)  # (N, F) with F = ndf·2^(k-1)·base²
+        memory_format, h = network_format(self), x
+        for i, layer in enumerate(self.body):
+            h = layer(h)
+            if i == 0:  # a 1-channel input makes the first convolution's output contiguous
+                h = h.contiguous(memory_format=memory_format)
+        return _grad_in_format(h, memory_format).flatten(1)  # (N, F) with F = ndf·2^(k-1)·base², in (C, H, W) order
 
     def head(self, f: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        logits = self.out(f.view(-1, *self.feature_shape)).flatten()  # (N,)
+        # self.out is a base×base convolution over the base×base features: one dot product per image.
+        logits = nn.functional.linear(f, self.out.weight.reshape(1, -1), self.out.bias).flatten()  # (N,)
         if self.label_projection is not None:
             logits = logits + (self.label_projection(y) * f).sum(dim=1)  # projection: <embed(y), φ(x)>
         return logits
