@@ -2,7 +2,7 @@
 
 Conventions: `G(z, y)` maps noise (N, latent_dim) and optional labels (N,) to samples; `D.features(x, y)` gives
 (N, F) features, `D.head(f, y)` (N,) logits with higher = more real, and `D(x, y) = D.head(D.features(x, y), y)`.
-This module imports only torch.
+This module imports only torch (and gankit.strided_conv).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+from .strided_conv import StridedConv2d, StridedConvTranspose2d
 
 
 @dataclass(frozen=True)
@@ -71,10 +73,10 @@ class DCGANGenerator(nn.Module):
         layers: list[nn.Module] = [Projection(in_dim, width, base, 1, 0, bias=not spec.batchnorm_g)]
         for _ in range(k - 1):  # each block: (N, width, s, s) → (N, width/2, 2s, 2s)
             layers += _g_norm_act(width, spec)
-            layers.append(nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=not spec.batchnorm_g))
+            layers.append(StridedConvTranspose2d(width, width // 2, bias=not spec.batchnorm_g))
             width //= 2
         layers += _g_norm_act(width, spec)
-        layers += [nn.ConvTranspose2d(width, spec.channels, 4, 2, 1), nn.Tanh()]  # no batch norm on G's output
+        layers += [StridedConvTranspose2d(width, spec.channels), nn.Tanh()]  # no batch norm on G's output
         self.net = nn.Sequential(*layers)
         init_dcgan_weights(self)
 
@@ -147,8 +149,8 @@ class DCGANDiscriminator(nn.Module):
         width = spec.width_d
         for i in range(k):  # each block: (N, c, s, s) → (N, width, s/2, s/2)
             first = i == 0
-            layers.append(_d_layer(nn.Conv2d(in_channels if first else width // 2, width, 4, 2, 1,
-                                             bias=first or not spec.batchnorm_d), spec))
+            layers.append(_d_layer(StridedConv2d(in_channels if first else width // 2, width,
+                                                 bias=first or not spec.batchnorm_d), spec))
             if spec.batchnorm_d and not first:  # no batch norm on D's input layer
                 layers.append(nn.BatchNorm2d(width))
             layers.append(nn.LeakyReLU(0.2, inplace=True))

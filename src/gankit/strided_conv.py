@@ -1,7 +1,7 @@
 """DCGAN's stride-2, 4×4, padding-1 convolutions, with a faster weight gradient where oneDNN's is slow.
 
 On CPUs oneDNN computes the weight gradient of the small-map layers (D's last strided convolution, G's first
-transposed one) at 35–60% of its forward speed in bf16. The same gradient is one matrix product of the layer's
+transposed one) in bf16 at 35–60% of its forward speed. The same gradient is one matrix product of the layer's
 output gradient with the 4×4 patches of its input (im2col), which runs near the matmul peak (`gankit bench` shows
 the effect; docs/performance.md has the per-layer timings). Forward passes and input gradients stay oneDNN's; the
 arithmetic is the same sums in another order. This module imports only torch.
@@ -13,7 +13,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-GEMM_MAX_SIDE = 4  # use the matrix product when the layer's smaller map is at most this side (4×4 = 16 positions)
+# Where the matrix product measured faster (bf16, batch 128, channels_last): layers whose smaller map has a side of
+# at most 7 (1.2–2.1× oneDNN's weight gradient); at 8 and above it is not reliably faster, and in fp32 never.
+GEMM_MAX_SIDE = 7
 
 
 def patch_weight_grad(rows: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -57,8 +59,9 @@ class _StridedConv(torch.autograd.Function):
 
 
 def _gemm_pays(x: torch.Tensor, small_side: int, weight: torch.Tensor) -> bool:
-    return (x.device.type == "cpu" and small_side <= GEMM_MAX_SIDE and torch.is_grad_enabled()
-            and weight.requires_grad)
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    return (x.device.type == "cpu" and dtype == torch.bfloat16 and small_side <= GEMM_MAX_SIDE
+            and torch.is_grad_enabled() and weight.requires_grad)
 
 
 def _strided_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, transposed: bool) -> torch.Tensor:

@@ -1,0 +1,55 @@
+import pytest
+import torch
+from torch.nn import functional as F
+
+from gankit import strided_conv
+from gankit.strided_conv import StridedConv2d, StridedConvTranspose2d, _StridedConv
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_gradients_and_second_order_gradients_are_exact(transposed):
+    torch.manual_seed(0)
+    side = 3 if transposed else 6  # the smaller map is 3×3 either way
+    x = torch.randn(2, 3, side, side, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(*((3, 4) if transposed else (4, 3)), 4, 4, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
+
+    def conv(x, weight, bias):
+        return _StridedConv.apply(x, weight, bias, transposed)
+
+    assert torch.autograd.gradcheck(conv, (x, weight, bias))
+    assert torch.autograd.gradgradcheck(conv, (x, weight, bias))  # the gradient penalty differentiates twice
+
+
+@pytest.mark.parametrize("layer, side", [(StridedConv2d, 8), (StridedConv2d, 14), (StridedConvTranspose2d, 4),
+                                         (StridedConvTranspose2d, 7)])
+def test_bf16_weight_gradient_matches_onednn_and_takes_the_matrix_product(layer, side, monkeypatch):
+    torch.manual_seed(0)
+    calls, original = [], strided_conv.patch_weight_grad
+    monkeypatch.setattr(strided_conv, "patch_weight_grad", lambda *a: calls.append(1) or original(*a))
+    module = layer(16, 32).to(memory_format=torch.channels_last)
+    x = torch.randn(8, 16, side, side).contiguous(memory_format=torch.channels_last)
+    reference = (F.conv_transpose2d if layer is StridedConvTranspose2d else F.conv2d)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = module(x)
+        expected_y = reference(x, module.weight, module.bias, stride=2, padding=1)
+    grad = torch.randn_like(y)
+    w_ref = module.weight.detach().clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_ref = reference(x, w_ref, module.bias.detach(), stride=2, padding=1)
+    (y * grad).sum().backward()
+    (y_ref * grad).sum().backward()
+    assert calls, "the matrix-product weight gradient was not used"
+    assert torch.equal(y, expected_y)
+    scale = w_ref.grad.abs().max()
+    assert (module.weight.grad - w_ref.grad).abs().max() / scale < 1e-2  # bf16 rounding of the same sums
+    assert torch.allclose(module.bias.grad, grad.float().sum((0, 2, 3)), rtol=1e-2, atol=1e-2)
+
+
+
+def test_fp32_and_large_maps_keep_onednn(monkeypatch):
+    monkeypatch.setattr(strided_conv, "patch_weight_grad", lambda *a: pytest.fail("matrix product used"))
+    module = StridedConv2d(4, 8)
+    module(torch.randn(2, 4, 8, 8)).sum().backward()  # fp32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        module(torch.randn(2, 4, 16, 16)).sum().backward()  # an 8×8 output map
