@@ -1,5 +1,6 @@
 import json
 import math
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ def test_bench_cli_reports_training_and_extraction_rows_side_by_side(tmp_path, m
     monkeypatch.setattr(bench, "matmul_peaks", lambda seconds: {"fp32": 100.0, "bf16": 300.0})
     assert main(["bench", "--quick", "--out", str(tmp_path / "bench.json")]) == 0
     result = json.loads((tmp_path / "bench.json").read_text())
-    assert list(result["training"]["rows"]["16"]) == ["reference", "gankit fp32", "gankit fast"]
+    assert list(result["training"]["rows"]["16"]) == list(bench.MODES)
     rows = result["inception"]
     assert len(rows) == 4 and all(r["img_per_s"] > 0 for r in rows.values())
     assert rows["as shipped, with gankit's allocator setting"]["max_abs_feature_diff"] == 0  # the same module
@@ -37,17 +38,28 @@ def test_training_bench_rows_side_by_side(tmp_path):
     assert peaks["fp32"] > 0 and peaks["bf16"] > 0
     rows = bench.training_bench(resolutions=(16,), batch_size=16, seconds=0.05, warmup=1, images=images,
                                 peaks=peaks)["16"]
-    assert list(rows) == ["reference", "gankit fp32", "gankit fast"]
+    assert list(rows) == ["reference", "reference, gankit's allocator", "gankit fp32", "gankit fast"]
     assert rows["reference"]["x_reference"] == 1.0
+    assert not multiprocessing.active_children()  # the classic loop's plain process has ended
     for row in rows.values():
         assert row["img_per_s"] > 0 and row["steps"] >= 6 and row["gflop_per_step"] > 0  # 3 rounds of ≥ 2 steps
         assert row["added_mb"] >= 0
         assert row["fraction_bf16_peak"] == pytest.approx(row["gflop_per_s"] / peaks["bf16"], rel=0.02)
     # the same architecture: FLOPs per step differ only by what each loop chooses to compute (within 5%)
     assert rows["gankit fp32"]["gflop_per_step"] == pytest.approx(rows["reference"]["gflop_per_step"], rel=0.05)
+    assert rows["reference, gankit's allocator"]["gflop_per_step"] == rows["reference"]["gflop_per_step"]
     text = bench.format_bench({"machine": {}, "matmul_peak_gflop_per_s": peaks,
                                "training": {"data": "random", "batch_size": 16, "rows": {"16": rows}}})
     assert "16×16" in text and "gankit fast" in text
+
+
+def test_a_failure_in_the_classic_loops_process_is_reported_and_the_process_ends():
+    from gankit.bench import PlainProcessLoop
+
+    images = torch.zeros(8, 1, 28, 28, dtype=torch.uint8)
+    with pytest.raises(RuntimeError, match="failed in its process: ValueError: DCGAN resolution"):
+        PlainProcessLoop(images, resolution=48, batch_size=4, warmup=0)
+    assert not multiprocessing.active_children()
 
 
 def test_reference_pipeline_serves_the_same_pixels_as_gankits_data_path():

@@ -6,13 +6,14 @@ from gankit import strided_conv
 from gankit.strided_conv import StridedConv2d, StridedConvTranspose2d, _StridedConv
 
 
-@pytest.mark.parametrize("transposed", [False, True])
-def test_gradients_and_second_order_gradients_are_exact(transposed):
+@pytest.mark.parametrize("transposed, c_in, c_out", [(False, 3, 4), (True, 3, 4), (False, 1, 4), (True, 3, 1)])
+def test_gradients_and_second_order_gradients_are_exact(transposed, c_in, c_out):
     torch.manual_seed(0)
     side = 3 if transposed else 6  # the smaller map is 3×3 either way
-    x = torch.randn(2, 3, side, side, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(*((3, 4) if transposed else (4, 3)), 4, 4, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, c_in, side, side, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(*((c_in, c_out) if transposed else (c_out, c_in)), 4, 4, dtype=torch.float64,
+                         requires_grad=True)
+    bias = torch.randn(c_out, dtype=torch.float64, requires_grad=True)
 
     def conv(x, weight, bias):
         return _StridedConv.apply(x, weight, bias, transposed)
@@ -45,6 +46,14 @@ def test_bf16_weight_gradient_matches_onednn_and_takes_the_matrix_product(layer,
     assert (module.weight.grad - w_ref.grad).abs().max() / scale < 1e-2  # bf16 rounding of the same sums
     assert torch.allclose(module.bias.grad, grad.float().sum((0, 2, 3)), rtol=1e-2, atol=1e-2)
 
+
+
+@pytest.mark.parametrize("side", [5, 8])
+def test_transposed_convolution_to_one_channel_matches_torch(side):
+    torch.manual_seed(0)
+    x, weight = torch.randn(3, 6, side, side), torch.randn(6, 1, 4, 4)
+    expected = F.conv_transpose2d(x, weight, stride=2, padding=1)
+    assert torch.allclose(strided_conv.transposed_to_one_channel(x, weight), expected, atol=1e-5)
 
 
 def test_fp32_and_large_maps_keep_onednn(monkeypatch):

@@ -1,8 +1,9 @@
 """`gankit bench`: speed measured side by side in one run, rows taking turns, so a noisy shared machine affects all
 rows alike.
 
-Section "training": per resolution, the classic PyTorch DCGAN loop (`bench_reference`), gankit's engine in fp32
-and in its fast mode, on the same architecture, batch and data: img/s, ratios to the classic loop, FLOPs per step
+Section "training": per resolution, the classic PyTorch DCGAN loop (`bench_reference`; in a plain child process,
+as its users run it, and in this process), gankit's engine in fp32 and in its fast mode, on the same architecture,
+batch and data: img/s, ratios to the classic loop in its plain process, FLOPs per step
 (counted by torch.utils.flop_counter), achieved GFLOP/s as a fraction of the fp32 and bf16 matmul peaks measured
 in the same run, and the peak resident memory while each mode ran.
 Section "inception": FID feature extraction, img/s of the TorchScript module as shipped (run in a plain child
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -42,7 +44,7 @@ from .session import native_bf16
 from .stats import Stats
 
 RESOLUTIONS = (28, 32, 64)
-MODES = ("reference", "gankit fp32", "gankit fast")
+MODES = ("reference", "reference, gankit's allocator", "gankit fp32", "gankit fast")
 
 
 def bench_images(n: int = 60000) -> tuple[torch.Tensor, str]:
@@ -174,48 +176,147 @@ def matmul_peaks(seconds: float = 1.0, n: int = 2048) -> dict:
     return out
 
 
+class _InProcess:
+    """A loop run in this process: `step` built and warmed by `make`, memory it adds measured meanwhile."""
+
+    def __init__(self, make, warmup: int):
+        before = _rss_mb()
+        with PeakRSS() as rss:
+            self.step, self.close = make()
+            for _ in range(warmup + 1):
+                self.step()
+        self.added_mb = round(rss.peak - before)
+
+    def time(self, images_per_step: int, seconds: float) -> dict:
+        return time_steps(self.step, images_per_step, seconds)
+
+    def flops(self) -> int:
+        return count_flops(self.step)
+
+
+class PlainProcessLoop:
+    """The classic loop in a fresh interpreter with PyTorch's defaults, as its users run it, driven from here.
+
+    gankit's allocator setting (`keep_freed_memory`) is process-wide and cannot be undone, so a classic loop run in
+    the bench's own process would get it too; that row is also measured ("reference, gankit's allocator").
+    """
+
+    def __init__(self, images: torch.Tensor, resolution: int, batch_size: int, warmup: int):
+        context = multiprocessing.get_context("spawn")  # not fork: a fork inherits the allocator setting
+        self.conn, child_end = context.Pipe()
+        self.process = context.Process(target=serve_plain_reference, args=(child_end,))  # not daemonic: it has workers
+        self.process.start()
+        child_end.close()
+        self.added_mb = self._ask(("start", images, resolution, batch_size, warmup))
+
+    def _ask(self, request):
+        try:
+            self.conn.send(request)
+            ok, reply = self.conn.recv()
+        except (EOFError, BrokenPipeError):
+            self.process.join(timeout=30)
+            raise RuntimeError(f"the classic loop's process died (exit code {self.process.exitcode})") from None
+        if not ok:  # the child has ended
+            self.process.join(timeout=30)
+            raise RuntimeError(f"the classic loop failed in its process: {reply}")
+        return reply
+
+    def time(self, images_per_step: int, seconds: float) -> dict:
+        return self._ask(("time", images_per_step, seconds))
+
+    def flops(self) -> int:
+        return self._ask(("flops",))
+
+    def close(self) -> None:
+        try:
+            self._ask(("close",))
+        finally:
+            self.process.join(timeout=30)
+            if self.process.is_alive():
+                self.process.kill()
+
+
+def serve_plain_reference(conn) -> None:
+    """The child of `PlainProcessLoop`: answers its requests until "close"."""
+    loop = None
+    try:
+        while True:
+            request = conn.recv()
+            try:
+                if request[0] == "start":
+                    _, images, resolution, batch_size, warmup = request
+                    holder = _InProcess(lambda: _reference(images, resolution, batch_size), warmup)
+                    loop, reply = holder, holder.added_mb
+                elif request[0] == "time":
+                    reply = loop.time(*request[1:])
+                elif request[0] == "flops":
+                    reply = loop.flops()
+                else:
+                    conn.send((True, None))
+                    return
+            except Exception as e:  # reported to the parent, which stops with its message
+                conn.send((False, f"{type(e).__name__}: {e}"))
+                return
+            conn.send((True, reply))
+    finally:
+        if loop is not None:
+            loop.close()
+        conn.close()
+
+
+def _reference(images: torch.Tensor, resolution: int, batch_size: int):
+    loop = ReferenceLoop(images, resolution, batch_size=batch_size)
+    return loop.step, loop.close
+
+
 def training_bench(resolutions=RESOLUTIONS, batch_size: int = 128, seconds: float = 8.0, warmup: int = 2,
                    images: torch.Tensor | None = None, peaks: dict | None = None, rounds: int = 3) -> dict:
     """Every mode at every resolution: one dict per resolution, one row per mode.
 
-    Per resolution the three loops take turns, `rounds` rounds of seconds/rounds each (after one untimed step, so
-    no loop pays for the caches the previous one left), and each row keeps its best round: a neighbour slowing the
-    shared machine for a while then hits all rows alike. gankit's allocator setting
-    (`keep_freed_memory`, process-wide and irreversible) is on for every row, the classic loop's too, so the ratios
-    are the loops' own. `added_mb` is the resident memory each loop adds (its data, workers, activations).
+    Per resolution the loops take turns, one at a time, `rounds` rounds of seconds/rounds each (after one untimed
+    step, so no loop pays for the caches the previous one left), and each row keeps its best round: a neighbour
+    slowing the shared machine for a while then hits all rows alike. The baseline, "reference", is the classic loop
+    in a plain child process (`PlainProcessLoop`); the same loop in this process, under gankit's allocator setting,
+    is the row after it. `added_mb` is the resident memory each loop adds (its data, workers, activations).
     """
     peaks = peaks or matmul_peaks()
     keep_freed_memory()
     out = {}
     for resolution in resolutions:
-        loops, steps, rows = {}, {}, {}
-        for mode in MODES:
-            before = _rss_mb()
-            with PeakRSS() as rss:
-                if mode == "reference":
-                    loops[mode] = ReferenceLoop(images, resolution, batch_size=batch_size)
-                    steps[mode] = loops[mode].step
-                else:
-                    steps[mode] = gankit_loop(images, resolution, batch_size, fast=mode == "gankit fast")
-                for _ in range(warmup + 1):
-                    steps[mode]()
-            rows[mode] = {"img_per_s": 0.0, "steps": 0, "added_mb": round(rss.peak - before)}
-        for _ in range(rounds):
+        loops = {}
+        try:
             for mode in MODES:
-                timed = time_steps(steps[mode], batch_size, seconds / rounds)
-                rows[mode]["steps"] += timed["steps"]
-                rows[mode]["img_per_s"] = max(rows[mode]["img_per_s"], timed["img_per_s"])
-        for mode, row in rows.items():
-            flops = count_flops(steps[mode])
-            achieved = flops * row["img_per_s"] / batch_size / 1e9
-            row.update(img_per_s=round(row["img_per_s"], 1),
-                       x_reference=round(row["img_per_s"] / rows["reference"]["img_per_s"], 2),
-                       gflop_per_step=round(flops / 1e9, 2), gflop_per_s=round(achieved, 1),
-                       fraction_fp32_peak=round(achieved / peaks["fp32"], 3),
-                       fraction_bf16_peak=round(achieved / peaks["bf16"], 3))
-        loops["reference"].close()
+                if mode == "reference":
+                    loops[mode] = PlainProcessLoop(images, resolution, batch_size, warmup)
+                elif mode == "reference, gankit's allocator":
+                    loops[mode] = _InProcess(lambda: _reference(images, resolution, batch_size), warmup)
+                else:
+                    fast = mode == "gankit fast"
+                    loops[mode] = _InProcess(lambda: (gankit_loop(images, resolution, batch_size, fast), _nothing),
+                                             warmup)
+            rows = {mode: {"img_per_s": 0.0, "steps": 0, "added_mb": loop.added_mb} for mode, loop in loops.items()}
+            for _ in range(rounds):
+                for mode, loop in loops.items():
+                    timed = loop.time(batch_size, seconds / rounds)
+                    rows[mode]["steps"] += timed["steps"]
+                    rows[mode]["img_per_s"] = max(rows[mode]["img_per_s"], timed["img_per_s"])
+            for mode, row in rows.items():
+                flops = loops[mode].flops()
+                achieved = flops * row["img_per_s"] / batch_size / 1e9
+                row.update(img_per_s=round(row["img_per_s"], 1),
+                           x_reference=round(row["img_per_s"] / rows["reference"]["img_per_s"], 2),
+                           gflop_per_step=round(flops / 1e9, 2), gflop_per_s=round(achieved, 1),
+                           fraction_fp32_peak=round(achieved / peaks["fp32"], 3),
+                           fraction_bf16_peak=round(achieved / peaks["bf16"], 3))
+        finally:
+            for loop in loops.values():
+                loop.close()
         out[str(resolution)] = rows
     return out
+
+
+def _nothing() -> None:
+    pass
 
 
 def scaling_bench(images: torch.Tensor, batches=(16, 32, 64, 128, 256), resolutions=RESOLUTIONS,
@@ -371,12 +472,12 @@ def format_bench(result: dict) -> str:
     lines += ["", f"Training, DCGAN (ngf = ndf = 64, z 100), batch {result['training']['batch_size']}, "
                   f"data: {result['training']['data']}; matmul peak fp32 {peaks['fp32']} GFLOP/s, "
                   f"bf16 {peaks['bf16']} GFLOP/s",
-              f"{'':<22}{'img/s':>8}{'× ref':>7}{'GFLOP/step':>12}{'GFLOP/s':>9}{'% fp32 pk':>11}"
+              f"{'':<33}{'img/s':>8}{'× ref':>7}{'GFLOP/step':>12}{'GFLOP/s':>9}{'% fp32 pk':>11}"
               f"{'% bf16 pk':>11}{'added MB':>10}"]
     for resolution, rows in result["training"]["rows"].items():
         lines.append(f"{resolution}×{resolution}")
         for mode, r in rows.items():
-            lines.append(f"  {mode:<20}{r['img_per_s']:>8.1f}{r['x_reference']:>7.2f}{r['gflop_per_step']:>12.2f}"
+            lines.append(f"  {mode:<31}{r['img_per_s']:>8.1f}{r['x_reference']:>7.2f}{r['gflop_per_step']:>12.2f}"
                          f"{r['gflop_per_s']:>9.1f}{100 * r['fraction_fp32_peak']:>11.0f}"
                          f"{100 * r['fraction_bf16_peak']:>11.0f}{r['added_mb']:>10}")
     for name, table in result.get("profiles", {}).items():

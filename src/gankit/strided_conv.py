@@ -1,10 +1,12 @@
-"""DCGAN's stride-2, 4×4, padding-1 convolutions, with a faster weight gradient where oneDNN's is slow.
+"""DCGAN's stride-2, 4×4, padding-1 convolutions, computed faster on CPUs where oneDNN is slow.
 
-On CPUs oneDNN computes the weight gradient of the small-map layers (D's last strided convolution, G's first
-transposed one) in bf16 at 35–60% of its forward speed. The same gradient is one matrix product of the layer's
-output gradient with the 4×4 patches of its input (im2col), which runs near the matmul peak (`gankit bench` shows
-the effect; docs/performance.md has the per-layer timings). Forward passes and input gradients stay oneDNN's; the
-arithmetic is the same sums in another order. This module imports only torch.
+Two shapes run far below oneDNN's usual speed here (`gankit bench`; docs/performance.md has per-layer timings):
+- weight gradients of the small-map layers (D's last strided convolution, G's first transposed one) in bf16, at
+  35–60% of their forward speed: computed as one matrix product of the output gradient with the 4×4 patches of
+  the input (im2col), near the matmul peak;
+- 1-channel outputs of a transposed convolution (G's output layer, and the input gradient of D's first layer,
+  which is the same operation): 3–4× faster as one matrix product and a sum of four shifted slices.
+Everything else stays oneDNN's; the arithmetic is the same sums in another order. This module imports only torch.
 """
 
 from __future__ import annotations
@@ -33,35 +35,83 @@ def patch_weight_grad(rows: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     return grad.view(-1, 4, 4, b).permute(0, 3, 1, 2)
 
 
+# conv_transpose2d(stride 2, padding 1, 4×4 kernel): output row 2i + a sums input rows i + d over the kernel rows
+# k of TAPS[a] as (k, d); the same holds for columns.
+TAPS = (((1, 0), (3, -1)), ((0, 1), (2, 0)))
+
+
+def transposed_to_one_channel(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """conv_transpose2d(x, weight, stride=2, padding=1) for weight (C, 1, 4, 4): (N, C, H, W) → (N, 1, 2H, 2W).
+
+    One matrix product gives every input pixel's 4×4 contribution; each output pixel then sums four of them. oneDNN
+    runs this shape (G's output layer; the input gradient of D's first layer) 3–4× slower.
+    """
+    n, c, h, w = x.shape
+    contributions = (x.permute(0, 2, 3, 1).reshape(-1, c) @ weight.reshape(c, 16)).view(n, h, w, 4, 4)
+    contributions = F.pad(contributions, (0, 0, 0, 0, 1, 1, 1, 1))
+    rows = []
+    for row_taps in TAPS:
+        columns = []
+        for column_taps in TAPS:
+            columns.append(sum(contributions[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w, ky, kx]
+                               for ky, dy in row_taps for kx, dx in column_taps))
+        rows.append(torch.stack(columns, dim=-1))  # (N, H, W, 2): output columns 2j, 2j + 1
+    return torch.stack(rows, dim=2).reshape(n, 1, 2 * h, 2 * w)  # (N, H, 2, W, 2) → (N, 1, 2H, 2W)
+
+
+def _use_patch_gemm(rows: torch.Tensor) -> bool:
+    return rows.dtype == torch.bfloat16 and rows.shape[-1] <= GEMM_MAX_SIDE
+
+
 class _StridedConv(torch.autograd.Function):
-    """y = conv(x, weight, bias) with stride 2, padding 1 (transposed: conv_transpose); oneDNN for y and dL/dx,
-    `patch_weight_grad` for dL/dweight. Its backward is differentiable (the gradient penalty needs that)."""
+    """y = conv(x, weight, bias) with stride 2, padding 1 (transposed: conv_transpose); oneDNN except where it is
+    slow: `transposed_to_one_channel` for 1-channel outputs and 1-channel input gradients, `patch_weight_grad` for
+    small-map weight gradients in bf16. Its backward is differentiable (the gradient penalty needs that)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, transposed: bool):
         ctx.save_for_backward(x, weight)
         ctx.transposed, ctx.has_bias = transposed, bias is not None
-        conv = F.conv_transpose2d if transposed else F.conv2d
-        return conv(x, weight, bias, stride=2, padding=1)
+        if transposed and weight.shape[1] == 1:
+            y = transposed_to_one_channel(x, weight)
+            return y if bias is None else y + bias.view(1, -1, 1, 1)
+        return (F.conv_transpose2d if transposed else F.conv2d)(x, weight, bias, stride=2, padding=1)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
+        rows, source = (x, grad) if ctx.transposed else (grad, x)  # the small map and the large one
+
+        def onednn(mask):
+            return torch.ops.aten.convolution_backward(grad, x, weight, None, [2, 2], [1, 1], [1, 1], ctx.transposed,
+                                                       [0, 0], 1, mask)
+
         if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, [2, 2], [1, 1], [1, 1], ctx.transposed, [0, 0], 1, [True, False, False])[0]
+            if not ctx.transposed and weight.shape[1] == 1:  # the input gradient of a 1-channel input
+                grad_x = transposed_to_one_channel(grad, weight)
+            else:
+                grad_x = onednn([True, False, False])[0]
         if ctx.needs_input_grad[1]:
-            grad_w = patch_weight_grad(x, grad) if ctx.transposed else patch_weight_grad(grad, x)
+            grad_w = patch_weight_grad(rows, source) if _use_patch_gemm(rows) else onednn([False, True, False])[1]
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None
 
 
-def _gemm_pays(x: torch.Tensor, small_side: int, weight: torch.Tensor) -> bool:
+def _worth_it(x: torch.Tensor, weight: torch.Tensor, transposed: bool) -> bool:
+    """Whether `_StridedConv` beats plain oneDNN for this call (CPU only)."""
+    if x.device.type != "cpu":
+        return False
+    if transposed and weight.shape[1] == 1:  # its forward pass
+        return True
+    if not torch.is_grad_enabled():
+        return False
+    if not transposed and weight.shape[1] == 1 and x.requires_grad:  # the input gradient
+        return True
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
-    return (x.device.type == "cpu" and dtype == torch.bfloat16 and small_side <= GEMM_MAX_SIDE
-            and torch.is_grad_enabled() and weight.requires_grad)
+    small_side = x.shape[-1] if transposed else x.shape[-1] // 2
+    return weight.requires_grad and dtype == torch.bfloat16 and small_side <= GEMM_MAX_SIDE
 
 
 def _strided_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, transposed: bool) -> torch.Tensor:
@@ -74,25 +124,25 @@ def _strided_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
 
 class StridedConv2d(nn.Conv2d):
-    """nn.Conv2d(in, out, 4, 2, 1) whose weight gradient on small maps is one matrix product."""
+    """nn.Conv2d(in, out, 4, 2, 1), computed by `_StridedConv` where that is faster."""
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
         super().__init__(in_channels, out_channels, 4, 2, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight  # once: under spectral norm every access runs a power iteration
-        if not _gemm_pays(x, x.shape[-1] // 2, weight):
+        if not _worth_it(x, weight, transposed=False):
             return self._conv_forward(x, weight, self.bias)
         return _strided_conv(x, weight, self.bias, transposed=False)
 
 
 class StridedConvTranspose2d(nn.ConvTranspose2d):
-    """nn.ConvTranspose2d(in, out, 4, 2, 1) whose weight gradient on small maps is one matrix product."""
+    """nn.ConvTranspose2d(in, out, 4, 2, 1), computed by `_StridedConv` where that is faster."""
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
         super().__init__(in_channels, out_channels, 4, 2, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not _gemm_pays(x, x.shape[-1], self.weight):
+        if not _worth_it(x, self.weight, transposed=True):
             return super().forward(x)
         return _strided_conv(x, self.weight, self.bias, transposed=True)  # (G's layers have no spectral norm)
