@@ -72,6 +72,27 @@ def test_reference_pipeline_serves_the_same_pixels_as_gankits_data_path():
     assert PILImages(images, 64)[0][0].shape == (1, 64, 64)
 
 
+def test_classic_networks_are_the_examples_stock_layers_with_gankits_shapes():
+    from torch import nn
+
+    from gankit.bench_reference import classic_networks, reference_spec
+    from gankit.nets import build
+
+    spec = reference_spec(1, 64)
+    G, D = classic_networks(spec)
+    assert [type(m) for m in G if isinstance(m, nn.ConvTranspose2d)] == [nn.ConvTranspose2d] * 5  # not gankit's
+    assert [type(m) for m in D if isinstance(m, nn.Conv2d)] == [nn.Conv2d] * 5
+    assert isinstance(G[-1], nn.Tanh) and isinstance(D[-1], nn.Sigmoid)
+    assert all(m.bias is None for m in list(G) + list(D) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+    gankit_g, gankit_d = build("dcgan", spec)
+    z = torch.randn(2, 100)
+    assert G(z[:, :, None, None]).shape == gankit_g(z).shape == (2, 1, 64, 64)
+    def conv_weights(net):
+        return [m.weight.shape for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+
+    assert conv_weights(G) == conv_weights(gankit_g) and conv_weights(D) == conv_weights(gankit_d)
+
+
 def test_reference_loop_trains(tmp_path):
     from gankit.bench_reference import ReferenceLoop
 

@@ -33,7 +33,7 @@ def reference_samples(loop: ReferenceLoop, n: int, seed: int) -> torch.Tensor:
     """n images drawn as the example draws its sample grids: G in training mode (batch statistics), batches of 128."""
     loop.G.train()
     generator = torch.Generator().manual_seed(seed)
-    out = [loop.G(torch.randn(min(128, n - start), loop.spec.latent_dim, generator=generator))
+    out = [loop.G(torch.randn(min(128, n - start), loop.spec.latent_dim, 1, 1, generator=generator))
            for start in range(0, n, 128)]
     return torch.cat(out).float()
 

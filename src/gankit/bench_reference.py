@@ -6,8 +6,9 @@ transforms (Resize, CenterCrop, ToTensor, Normalize) by a DataLoader with 2 work
 and is trained with BCELoss, real and fake halves backpropagated separately; G runs once per iteration and its
 output is reused, detached for D's update and again through D for G's (computing D's weight gradients, which are
 discarded); fp32, contiguous (NCHW) tensors; `.item()` of five values every iteration for the log line. The
-networks are gankit's DCGAN at the same resolution (at 64×64 the example's layout and widths; gankit keeps biases on
-D's first and last and G's last convolution, a negligible difference in work), Adam(2e-4, β = (0.5, 0.999)).
+networks are the example's, built from stock torch layers as it builds them (no biases, weights from N(0, 0.02),
+batch-norm scales from N(1, 0.02)): at 64×64 its exact layout and widths; at 28 and 32 the same pattern with one
+stride-2 layer fewer (the layer plan of gankit's DCGAN, `nets.dcgan_plan`). Adam(2e-4, β = (0.5, 0.999)).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .nets import NetSpec, build
+from .nets import NetSpec, dcgan_plan
 
 
 class PILImages(Dataset):
@@ -42,8 +43,39 @@ class PILImages(Dataset):
 
 
 def reference_spec(channels: int, resolution: int) -> NetSpec:
+    """The example's sizes (nz = 100, ngf = ndf = 64) as a gankit NetSpec, for gankit's rows of the bench."""
     return NetSpec(channels=channels, resolution=resolution, num_classes=0, latent_dim=100, width_g=64, width_d=64,
                    batchnorm_g=True, batchnorm_d=True)
+
+
+def classic_networks(spec: NetSpec) -> tuple[nn.Sequential, nn.Sequential]:
+    """The example's Generator (z as (N, nz, 1, 1) → Tanh image) and Discriminator (image → Sigmoid probability)."""
+    base, k = dcgan_plan(spec.resolution)
+    width = spec.width_g * 2 ** (k - 1)
+    g: list[nn.Module] = [nn.ConvTranspose2d(spec.latent_dim, width, base, 1, 0, bias=False), nn.BatchNorm2d(width),
+                          nn.ReLU(True)]
+    for _ in range(k - 1):
+        g += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU(True)]
+        width //= 2
+    g += [nn.ConvTranspose2d(width, spec.channels, 4, 2, 1, bias=False), nn.Tanh()]
+    d: list[nn.Module] = [nn.Conv2d(spec.channels, spec.width_d, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+    width = spec.width_d
+    for _ in range(k - 1):
+        d += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2, True)]
+        width *= 2
+    d += [nn.Conv2d(width, 1, base, 1, 0, bias=False), nn.Sigmoid()]
+    G, D = nn.Sequential(*g), nn.Sequential(*d)
+    for net in (G, D):
+        net.apply(_example_init)
+    return G, D
+
+
+def _example_init(m: nn.Module) -> None:
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
 
 
 class ReferenceLoop:
@@ -53,8 +85,7 @@ class ReferenceLoop:
                  lr: float = 2e-4, seed: int = 0):
         torch.manual_seed(seed)
         self.spec = reference_spec(images.shape[1], resolution)
-        self.G, D = build("dcgan", self.spec)
-        self.D = _WithSigmoid(D)
+        self.G, self.D = classic_networks(self.spec)
         self.criterion = nn.BCELoss()
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -76,13 +107,13 @@ class ReferenceLoop:
         n = real.shape[0]
         self.D.zero_grad()
         label = torch.full((n,), 1.0)
-        output = self.D(real)
+        output = self.D(real).view(-1)
         loss_d_real = self.criterion(output, label)
         loss_d_real.backward()
         d_x = output.mean().item()
-        fake = self.G(torch.randn(n, self.spec.latent_dim))
+        fake = self.G(torch.randn(n, self.spec.latent_dim, 1, 1))
         label.fill_(0.0)
-        output = self.D(fake.detach())
+        output = self.D(fake.detach()).view(-1)
         loss_d_fake = self.criterion(output, label)
         loss_d_fake.backward()
         d_g_z1 = output.mean().item()
@@ -90,7 +121,7 @@ class ReferenceLoop:
 
         self.G.zero_grad()
         label.fill_(1.0)
-        output = self.D(fake)
+        output = self.D(fake).view(-1)
         loss_g = self.criterion(output, label)
         loss_g.backward()
         self.opt_g.step()
@@ -98,14 +129,3 @@ class ReferenceLoop:
 
     def close(self) -> None:
         self._batches = None  # stops the worker processes
-
-
-class _WithSigmoid(nn.Module):
-    """The example's D: gankit's DCGAN discriminator followed by a Sigmoid (probabilities for BCELoss)."""
-
-    def __init__(self, D: nn.Module):
-        super().__init__()
-        self.net = D
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(x))
