@@ -62,3 +62,15 @@ def test_fp32_and_large_maps_keep_onednn(monkeypatch):
     module(torch.randn(2, 4, 8, 8)).sum().backward()  # fp32
     with torch.autocast("cpu", dtype=torch.bfloat16):
         module(torch.randn(2, 4, 16, 16)).sum().backward()  # an 8×8 output map
+
+
+@pytest.mark.parametrize("side", [7, 8])
+def test_one_channel_input_gradient_matches_torch_for_odd_and_even_sides(side):
+    torch.manual_seed(0)
+    module = StridedConv2d(1, 4)
+    x = torch.randn(2, 1, side, side, requires_grad=True)
+    y = module(x)
+    (grad_x,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    (expected,) = torch.autograd.grad(F.conv2d(x, module.weight, module.bias, stride=2, padding=1), x,
+                                      torch.ones_like(y))
+    assert torch.allclose(grad_x, expected, atol=1e-5)

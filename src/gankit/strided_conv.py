@@ -107,8 +107,8 @@ def _worth_it(x: torch.Tensor, weight: torch.Tensor, transposed: bool) -> bool:
         return True
     if not torch.is_grad_enabled():
         return False
-    if not transposed and weight.shape[1] == 1 and x.requires_grad:  # the input gradient
-        return True
+    if not transposed and weight.shape[1] == 1 and x.requires_grad:  # the input gradient (of an even-sided input)
+        return x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
     small_side = x.shape[-1] if transposed else x.shape[-1] // 2
     return weight.requires_grad and dtype == torch.bfloat16 and small_side <= GEMM_MAX_SIDE
