@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--quiet", action="store_true", help="no progress bars")
 
     bench = commands.add_parser("bench", help="measure speed side by side in one run",
-                                description="Speed, measured side by side in one process; writes bench.json.",
+                                description="Speed, measured side by side in one run, the loops taking turns (the classic "
+                                            "DCGAN loop in a plain child process); writes bench.json.",
                                 epilog="examples:\n  gankit bench\n  gankit bench --quick --out bench.json\n"
                                        "  gankit bench --profile\n  gankit bench --scaling --out scaling.json\n"
                                        "  gankit bench --quality --minutes 10 --out quality.json   (long)",
