@@ -15,10 +15,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# Where the matrix product measured faster (bf16, batch 128, channels_last; docs/performance.md): layers whose
-# smaller map has a side of at most 7 (1.2–2.1× oneDNN's weight gradient), and transposed ones at side 8 too (+2% for
-# a 32×32 step, neutral at 64×64); convolutions at side 8 were slower, and in fp32 every layer was.
-GEMM_MAX_SIDE = {False: 7, True: 8}  # by `transposed`
+# Where the matrix product measured faster (bf16, channels_last; docs/performance.md): layers whose smaller map has a
+# side of at most 7 (1.2–2.1× oneDNN's weight gradient per layer), and at 8 within whole training steps (a 32×32 step:
+# +2% from the transposed layer, +3–7% from the convolution; neutral at 64×64), though not always per layer in
+# isolation; in fp32 every layer was slower.
+GEMM_MAX_SIDE = 8
 
 
 def patch_weight_grad(rows: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -60,8 +61,8 @@ def transposed_to_one_channel(x: torch.Tensor, weight: torch.Tensor) -> torch.Te
     return torch.stack(rows, dim=2).reshape(n, 1, 2 * h, 2 * w)  # (N, H, 2, W, 2) → (N, 1, 2H, 2W)
 
 
-def _use_patch_gemm(rows: torch.Tensor, transposed: bool) -> bool:
-    return rows.dtype == torch.bfloat16 and rows.shape[-1] <= GEMM_MAX_SIDE[transposed]
+def _use_patch_gemm(rows: torch.Tensor) -> bool:
+    return rows.dtype == torch.bfloat16 and rows.shape[-1] <= GEMM_MAX_SIDE
 
 
 class _StridedConv(torch.autograd.Function):
@@ -94,8 +95,7 @@ class _StridedConv(torch.autograd.Function):
             else:
                 grad_x = onednn([True, False, False])[0]
         if ctx.needs_input_grad[1]:
-            grad_w = patch_weight_grad(rows, source) if _use_patch_gemm(rows, ctx.transposed) \
-                else onednn([False, True, False])[1]
+            grad_w = patch_weight_grad(rows, source) if _use_patch_gemm(rows) else onednn([False, True, False])[1]
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None
@@ -113,7 +113,7 @@ def _worth_it(x: torch.Tensor, weight: torch.Tensor, transposed: bool) -> bool:
         return x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
     small_side = x.shape[-1] if transposed else x.shape[-1] // 2
-    return weight.requires_grad and dtype == torch.bfloat16 and small_side <= GEMM_MAX_SIDE[transposed]
+    return weight.requires_grad and dtype == torch.bfloat16 and small_side <= GEMM_MAX_SIDE
 
 
 def _strided_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, transposed: bool) -> torch.Tensor:
