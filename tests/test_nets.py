@@ -89,7 +89,8 @@ def test_first_and_last_layers_compute_their_convolutions():
     assert torch.allclose(D.head(features), expected, atol=1e-6)
 
 
-def test_channels_last_networks_keep_every_activation_and_gradient_channels_last():
+@pytest.mark.parametrize("autocast", [False, True])
+def test_channels_last_networks_keep_every_activation_and_gradient_channels_last(autocast):
     G, D = (m.to(memory_format=torch.channels_last)
             for m in build("dcgan", NetSpec(resolution=32, width_g=8, width_d=8, latent_dim=10)))
     layouts = []
@@ -101,5 +102,6 @@ def test_channels_last_networks_keep_every_activation_and_gradient_channels_last
 
     for m in list(G.net[1:]) + list(D.body):  # G.net[0] makes a 4×4 map from z; G.forward lays it out
         m.register_forward_hook(record)
-    D(G(torch.randn(4, 10))).sum().backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        D(G(torch.randn(4, 10))).sum().backward()
     assert len(layouts) == 2 * 16 and all(cl for _, cl in layouts), layouts

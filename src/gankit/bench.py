@@ -228,12 +228,14 @@ class PlainProcessLoop:
         return self._ask(("flops",))
 
     def close(self) -> None:
-        try:
-            self._ask(("close",))
-        finally:
-            self.process.join(timeout=30)
-            if self.process.is_alive():
-                self.process.kill()
+        if self.process.is_alive():
+            try:
+                self._ask(("close",))
+            except RuntimeError:  # it stopped meanwhile; its error, if any, has been raised already
+                pass
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
 
 
 def serve_plain_reference(conn) -> None:

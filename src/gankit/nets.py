@@ -83,12 +83,10 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.label_embedding is not None:
             z = torch.cat([z, self.label_embedding(y)], dim=1)
-        memory_format, last_conv = network_format(self), self.net[-2]
-        h = z[:, :, None, None]
-        for layer in self.net:
-            h = layer(_grad_in_format(h, memory_format) if layer is last_conv else h)
-            if isinstance(layer, Projection):
-                h = h.contiguous(memory_format=memory_format)
+        first, *rest = self.net
+        h = first(z[:, :, None, None]).contiguous(memory_format=network_format(self))  # the matmul's output is NCHW
+        for layer in rest:
+            h = layer(h)
         return h  # (N, C, R, R)
 
 
@@ -104,9 +102,9 @@ class Projection(nn.ConvTranspose2d):
 
 # Memory formats. After `model.to(memory_format=torch.channels_last)` (gankit's fast path) every activation should be
 # channels_last, and so should every gradient: an element-wise backward (LeakyReLU, ReLU, batch norm) whose gradient
-# and saved tensor differ in format runs ~15× slower. Formats get lost where a tensor is ambiguous (a 1-channel image,
-# a 1×1 map) or flattened, and are restored there: activations by `.contiguous(memory_format=...)`, gradients by
-# `_grad_in_format`.
+# and saved tensor differ in format runs ~15× slower. Two places lose the format: G's first layer (a matmul makes its
+# map) and the flattening of D's features (whose gradient comes back contiguous); the forward passes restore it with
+# `.contiguous(memory_format=...)`, the backward pass with `_grad_in_format`.
 
 def network_format(module: nn.Module) -> torch.memory_format:
     """channels_last if any 4-D weight of `module` is stored channels_last, else contiguous."""
@@ -166,12 +164,8 @@ class DCGANDiscriminator(nn.Module):
         if self.concat_classes:
             onehot = nn.functional.one_hot(y, self.concat_classes).to(x.dtype)
             x = torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
-        memory_format, h = network_format(self), x
-        for i, layer in enumerate(self.body):
-            h = layer(h)
-            if i == 0:  # a 1-channel input makes the first convolution's output contiguous
-                h = h.contiguous(memory_format=memory_format)
-        return _grad_in_format(h, memory_format).flatten(1)  # (N, F) with F = ndf·2^(k-1)·base², in (C, H, W) order
+        # (N, F) with F = ndf·2^(k-1)·base², in (C, H, W) order
+        return _grad_in_format(self.body(x), network_format(self)).flatten(1)
 
     def head(self, f: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         # self.out is a base×base convolution over the base×base features: one dot product per image.
