@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .nets import NetSpec, dcgan_plan
+from .nets import NetSpec, dcgan_plan, init_dcgan_weights
 
 
 class PILImages(Dataset):
@@ -66,16 +66,8 @@ def classic_networks(spec: NetSpec) -> tuple[nn.Sequential, nn.Sequential]:
     d += [nn.Conv2d(width, 1, base, 1, 0, bias=False), nn.Sigmoid()]
     G, D = nn.Sequential(*g), nn.Sequential(*d)
     for net in (G, D):
-        net.apply(_example_init)
+        init_dcgan_weights(net)  # the example's weights_init: the same N(0, 0.02) and BN N(1, 0.02)
     return G, D
-
-
-def _example_init(m: nn.Module) -> None:
-    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(m.weight, 0.0, 0.02)
-    elif isinstance(m, nn.BatchNorm2d):
-        nn.init.normal_(m.weight, 1.0, 0.02)
-        nn.init.zeros_(m.bias)
 
 
 class ReferenceLoop:
