@@ -22,7 +22,8 @@ TOY = dict(data="ring8", width_g=32, width_d=32, depth=2, batch_size=64, latent_
 
 
 def torchrun(*args, nproc=2, timeout=240, env=None, **kw):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    # faulthandler: a rank that aborts prints every thread's Python stack, so that a rare crash says where it was
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                *map(str, args)]
     if kw.pop("background", False):

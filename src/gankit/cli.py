@@ -420,6 +420,15 @@ COMMANDS = {"train": run_train, "sample": run_sample, "eval": run_eval, "classif
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _run(argv)
+    from .distributed import end_process, launched_by_torchrun
+
+    if launched_by_torchrun():
+        end_process(code)
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

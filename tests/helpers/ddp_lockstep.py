@@ -41,6 +41,7 @@ def main() -> None:
         print(json.dumps({"checked_steps": session.checked, "step": session.step}))
     session.close()
     distributed.stop(dist, together=True)  # a rank tearing gloo down under its peer can abort it
+    distributed.end_process(0)  # as `gankit train` under torchrun does
 
 
 if __name__ == "__main__":
