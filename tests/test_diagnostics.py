@@ -111,8 +111,9 @@ def test_a_generator_fed_constant_noise_collapses(tmp_path, tiny_dcgan, monkeypa
 
     monkeypatch.setattr(session_mod, "build", build_with_constant_z)
     # log every 5 steps: warm-up (4 intervals) plus COLLAPSE_PATIENCE intervals of identical samples
+    # unconditional: a conditional G would still vary its samples with the label
     run = train(out=str(tmp_path / "collapsed"), steps=5 * (4 + COLLAPSE_PATIENCE + PERSIST + 2), show_progress=False,
-                **dict(tiny_dcgan, log_every=5))
+                **dict(tiny_dcgan, log_every=5, conditional=False))
     (record,) = [r for r in read_jsonl(run / "diagnostics.jsonl") if r["kind"] == "collapse"]
     assert record["evidence"]["diversity_ratio"] < 0.05 and "feature-matching" in record["remedy"]
 

@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.testing import assert_close
@@ -198,3 +199,15 @@ def test_kid_std_reflects_subset_variation_at_small_n():
     gen = torch.Generator().manual_seed(6)
     mean, std = kid(torch.randn(200, 8, generator=gen), torch.randn(200, 8, generator=gen), subsets=20)
     assert std > 0
+
+
+def test_a_conditional_g_is_evaluated_with_the_reference_images_class_frequencies(tmp_path):
+    from gankit.metrics.evaluate import reference_labels
+
+    x = np.zeros((100, 8, 8), dtype=np.uint8)
+    y = (np.arange(100) % 10 == 0).astype(np.int64)  # class 1 is a tenth of the data
+    np.savez(tmp_path / "unbalanced.npz", x=x, y=y)
+    labels = reference_labels(str(tmp_path / "unbalanced.npz"), "test", 60, num_classes=2)
+    assert labels.shape == (60,) and 1 <= int(labels.sum()) <= 20  # ~6 of 60, where cycling would give 30
+    everything = reference_labels(str(tmp_path / "unbalanced.npz"), "test", 250, num_classes=2)
+    assert int(everything.sum()) == 25  # n above the data's size: its labels repeated, frequencies kept

@@ -63,6 +63,9 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
     if cfg.conditional and not shape["num_classes"]:
         raise ConfigError(f"--conditional needs class labels, and {cfg.data} has none")
     dcgan = model == "dcgan"
+    # Labels, where the data has them, lowered Fashion-MNIST's Inception FID after 10 CPU-minutes from 38.5 to 28.4
+    # (docs/performance.md); a conditional G still draws the data's distribution when its labels are drawn like the data's.
+    conditional = cfg.conditional if cfg.conditional is not None else (not toy and bool(shape["num_classes"]))
     loss = LOSSES[cfg.loss]
     if cfg.label_smoothing and not loss.label_smoothing:
         raise ConfigError(f"label smoothing has no meaning for the {cfg.loss} loss")
@@ -76,6 +79,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         cfg,
         model=model,
         resolution=resolution,
+        conditional=conditional,
         latent_dim=cfg.latent_dim or (100 if dcgan else 2),
         width_g=cfg.width_g or (64 if dcgan else 256),
         width_d=cfg.width_d or (64 if dcgan else 256),

@@ -18,7 +18,7 @@ from ..config import load_file
 from ..data import cache_dir, load_images, make_toy
 from ..errors import ConfigError
 from ..images import to_uint8
-from ..sample import generate, labels_for
+from ..sample import generate
 from ..session import load_networks
 from .fid import feature_stats, frechet_distance
 from . import classifier
@@ -47,14 +47,29 @@ def has_classifier(data: str) -> bool:
     return classifier.user_path(data).is_file() or classifier.shipped_path(data).is_file()
 
 
+def _subset(total: int, n: int, seed: int) -> torch.Tensor:
+    """The indices of the seeded reference subset: n of total (all of them if n is larger)."""
+    if n < total:
+        return torch.randperm(total, generator=seeded(seed, 7))[:n].sort().values
+    return torch.arange(total)
+
+
 def real_images(data: str, split: str, n: int, data_dir: str | None = None, seed: int = 0):
     """(uint8 images, description): a seeded random subset of n images of a split (all of it if n is larger)."""
     images = load_images(data, split, data_dir=data_dir)
-    total = images.x.shape[0]
-    if n < total:
-        idx = torch.randperm(total, generator=seeded(seed, 7))[:n].sort().values
-        return images.x[idx], {"data": images.name, "split": split, "n_real": n}
-    return images.x, {"data": images.name, "split": split, "n_real": total}
+    idx = _subset(images.x.shape[0], n, seed)
+    return images.x[idx], {"data": images.name, "split": split, "n_real": len(idx)}
+
+
+def reference_labels(data: str, split: str, n: int, num_classes: int, data_dir: str | None = None,
+                     seed: int = 0) -> torch.Tensor:
+    """n labels for a conditional G, drawn like the data's: those of the reference subset (repeated if it is smaller),
+    so that generated and real images have the same class frequencies even where the classes are unbalanced."""
+    images = load_images(data, split, data_dir=data_dir)
+    if images.y is None:  # a split without labels: every class equally often
+        return torch.arange(n) % num_classes
+    labels = images.y[_subset(images.y.shape[0], n, seed)]
+    return labels.repeat(-(-n // len(labels)))[:n]
 
 
 def reference_features(data: str, split: str, n: int, extractor: Extractor, data_dir: str | None = None,
@@ -128,7 +143,7 @@ def evaluate_run(run_dir: str | Path, extractor_factory, metrics: list[str] | No
     G, _, spec, step = load_networks(run_dir, ema=ema)
     if spec.resolution == 0:
         raise ConfigError(f"{run_dir} is a 2-D toy run: run `gankit eval {run_dir}` without --metrics")
-    labels = labels_for(spec.num_classes, n, None)
+    labels = reference_labels(cfg["data"], ref, n, spec.num_classes, cfg.get("data_dir"), seed) if spec.num_classes else None
     fake_images = to_uint8(generate(G, spec.latent_dim, n, seed=seed + 1, labels=labels))
     values, proto = {}, {"n_fake": n, "seed": seed}
     inception_names = [m for m in metrics if m in INCEPTION_METRICS]
@@ -201,6 +216,7 @@ class TrainingEvaluator:
     def __init__(self, cfg, spec):
         self.cfg, self.spec = cfg, spec
         n = cfg.eval_samples
+        self.labels = reference_labels(cfg.data, "test", n, spec.num_classes, cfg.data_dir) if spec.num_classes else None
         self.inception = None
         if cfg.eval_inception:
             self.inception = load_inception()
@@ -218,7 +234,7 @@ class TrainingEvaluator:
     @torch.no_grad()
     def __call__(self, G: torch.nn.Module) -> dict[str, float]:
         n, was_training = self.cfg.eval_samples, G.training
-        labels = labels_for(self.spec.num_classes, n, None)
+        labels = self.labels
         G.eval()
         fake = to_uint8(generate(G, self.spec.latent_dim, n, seed=self.cfg.seed + 1, labels=labels))
         G.train(was_training)
