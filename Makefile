@@ -25,7 +25,7 @@ data:
 demo: setup
 	rm -rf runs/demo
 	$(BIN)/gankit train --data fashion-mnist --steps 12000 --out runs/demo
-	$(BIN)/gankit sample runs/demo --n 64 --ema --out runs/demo/final.png
+	$(BIN)/gankit sample runs/demo --n 80 --ema --out runs/demo/final.png
 	@echo "demo: samples in runs/demo/samples/ and runs/demo/final.png; TensorBoard: $(BIN)/tensorboard --logdir runs/demo/tb"
 
 test: setup
