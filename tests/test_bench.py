@@ -115,3 +115,24 @@ def test_peak_rss_sees_memory_freed_inside_the_block():
         block = torch.ones(50 * 2**20)  # 200 MB, touched, then freed before the block ends
         del block
     assert rss.peak - before > 150
+
+
+def test_quality_bench_judges_both_loops_on_one_protocol_and_gives_a_conditional_g_its_labels(
+        tmp_path, tiny_images, monkeypatch):
+    from gankit import bench_quality
+    from gankit.session import load_generator
+    from test_metrics import tiny_extractor
+
+    monkeypatch.setattr(bench_quality, "load_inception", lambda path=None: tiny_extractor())
+    result = bench_quality.quality_bench(0.01, n=40, out_dir=tmp_path / "q", data=str(tiny_images))
+    reference, gankit = result["runs"]["reference"], result["runs"]["gankit"]
+    assert reference["steps"] >= 0 and gankit["steps"] >= 1
+    for run in (reference, gankit):
+        assert set(run["metrics"]) == {"fid", "kid", "kid_std", "precision", "recall"}
+        assert run["metrics"]["fid"] > 0
+    assert reference["metrics_at_64"]["fid"] > 0
+    saved = json.loads((Path(gankit["run"]) / "eval.json").read_text())  # gankit's side is `gankit eval` of its run
+    assert saved["metrics"] == gankit["metrics"] and saved["weights"] == "G_ema"
+    assert load_generator(gankit["run"])[1].num_classes == 2  # the default G for labelled images is conditional
+    table = bench_quality.format_quality(result)
+    assert "reference" in table and "gankit" in table

@@ -19,8 +19,7 @@ from .errors import ConfigError
 from .images import to_uint8
 from .metrics import evaluate as ev
 from .metrics.inception import load_inception
-from .sample import generate
-from .session import load_generator, train
+from .session import train
 from .stats import read_jsonl
 
 
@@ -39,11 +38,13 @@ def reference_samples(loop: ReferenceLoop, n: int, seed: int) -> torch.Tensor:
 
 
 def quality_bench(minutes: float, n: int = 2000, out_dir: str | Path = "bench-quality", seed: int = 0,
-                  inception: str | None = None) -> dict:
+                  inception: str | None = None, data: str = "fashion-mnist") -> dict:
+    """Both trainings, then both sets of samples on one protocol; gankit's side is `gankit eval` of its run (a
+    conditional G gets the reference images' labels). `data`: Fashion-MNIST for the benchmark, other data in tests."""
     out_dir = Path(out_dir)
     if (out_dir / "gankit").exists():  # found now, not after the classic loop's minutes of training
         raise ConfigError(f"{out_dir / 'gankit'} exists from an earlier run: remove it or choose another --out")
-    images = load_images("fashion-mnist", "train").x  # real data: a quality benchmark on random pixels means nothing
+    images = load_images(data, "train").x  # real data: a quality benchmark on random pixels means nothing
 
     _say(f"classic DCGAN loop (64×64, batch 128, lr 2e-4) for {minutes} minutes")
     loop = ReferenceLoop(images, 64, batch_size=128, seed=seed)
@@ -57,32 +58,33 @@ def quality_bench(minutes: float, n: int = 2000, out_dir: str | Path = "bench-qu
     reference_time = time.perf_counter() - start
     loop.close()
     fake_64 = reference_samples(loop, n, seed + 1)
-    # Judged at 28×28 like the test images (downsampled with antialiasing); also straight from 64×64, for reference.
-    fake_28 = to_uint8(F.interpolate(fake_64, size=28, mode="bilinear", antialias=True))
-    fakes = {"reference": (fake_28, fake_28)}
     runs = {"reference": {"config": "pytorch/examples dcgan defaults: 64×64, batch 128, Adam 2e-4 β1 0.5, fp32, "
                                     "samples from G in training mode",
                           "steps": steps, "train_seconds": round(reference_time, 1)}}
 
     _say(f"gankit's default configuration for {minutes} minutes")
-    run = train(data="fashion-mnist", steps=10**9, max_minutes=minutes, out=str(out_dir / "gankit"), seed=seed,
+    run = train(data=data, steps=10**9, max_minutes=minutes, out=str(out_dir / "gankit"), seed=seed,
                 checkpoint_every=10**9, sample_every=10**9, show_progress=False)
-    G, spec, step = load_generator(run, ema=True)
-    fake = to_uint8(generate(G, spec.latent_dim, n, seed=seed + 1))
-    fakes["gankit"] = (fake, fake)
-    elapsed = read_jsonl(run / "metrics.jsonl")[-1]["time"]
-    runs["gankit"] = {"config": "gankit train defaults (28×28, batch 32, lr 4e-4, bf16 where supported, EMA G)",
-                      "steps": step, "run": str(run), "train_seconds": elapsed}
+    runs["gankit"] = {"config": "gankit train defaults (28×28, batch 32, lr 4e-4, conditional on the labels, bf16 "
+                                "where supported, EMA G)",
+                      "run": str(run), "train_seconds": read_jsonl(run / "metrics.jsonl")[-1]["time"]}
 
-    _say(f"evaluating both on {n} samples vs {n} Fashion-MNIST test images")
+    _say(f"evaluating both on {n} samples vs {n} test images")
     extractor = load_inception(inception)
-    real, reference = ev.reference_features("fashion-mnist", "test", n, extractor, seed=seed)
-    for name, (for_inception, for_classifier) in fakes.items():
-        values = ev.image_metrics(real, extractor(for_inception), list(ev.INCEPTION_METRICS), seed)
-        domain, _ = ev.domain_metrics("fashion-mnist", for_classifier, ["coverage", "dfid"], n, seed=seed)
-        runs[name]["metrics"] = {**values, **domain}
-    runs["reference"]["metrics_at_64"] = ev.image_metrics(real, extractor(to_uint8(fake_64)), ["fid", "kid"], seed)
-    return {"minutes": minutes, "runs": runs, "protocol": ev.protocol(extractor, n, reference, seed)}
+    metrics = ev.parse_metrics(None, data)
+    result = ev.evaluate_run(run, lambda: extractor, metrics, n=n, seed=seed)
+    runs["gankit"].update(steps=result["step"], metrics=result["metrics"])
+    # The classic loop's samples are judged at 28×28 like the test images (downsampled with antialiasing), and
+    # also straight from 64×64, for reference.
+    real, _ = ev.reference_features(data, "test", n, extractor, seed=seed)
+    side = images.shape[-1]
+    fake = to_uint8(F.interpolate(fake_64, size=side, mode="bilinear", antialias=True))
+    values = ev.image_metrics(real, extractor(fake), [m for m in metrics if m in ev.INCEPTION_METRICS], seed)
+    if any(m in ev.DOMAIN_METRICS for m in metrics):
+        values.update(ev.domain_metrics(data, fake, metrics, n, seed=seed)[0])
+    runs["reference"].update(metrics=values,
+                             metrics_at_64=ev.image_metrics(real, extractor(to_uint8(fake_64)), ["fid", "kid"], seed))
+    return {"minutes": minutes, "data": data, "runs": runs, "protocol": result["protocol"]}
 
 
 def format_quality(result: dict) -> str:
@@ -92,6 +94,8 @@ def format_quality(result: dict) -> str:
              f"{'classes':>9}"]
     for name, r in result["runs"].items():
         m = r["metrics"]
+        domain = (f"{m['domain_fid']:>12.1f}{m['classes_hit']:>9}" if "domain_fid" in m and "classes_hit" in m
+                  else f"{'-':>12}{'-':>9}")  # no domain classifier for this data
         lines.append(f"{name:<12}{r['steps']:>8}{m['fid']:>9.2f}{m['kid']:>9.4f}{m['precision']:>11.3f}"
-                     f"{m['recall']:>8.3f}{m['domain_fid']:>12.1f}{m['classes_hit']:>9}")
+                     f"{m['recall']:>8.3f}{domain}")
     return "\n".join(lines)
