@@ -1,8 +1,10 @@
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
-from gankit.nets import NetSpec, build, dcgan_plan
+from gankit.nets import NetSpec, build, dcgan_plan, minibatch_std
 
 
 @pytest.mark.parametrize("resolution", [16, 28, 32, 64, 128])
@@ -62,6 +64,39 @@ def test_remedy_options():
         D(torch.randn(4, 1, 32, 32))
     w = sn[1].weight.flatten(1)
     assert abs(torch.linalg.matrix_norm(w, ord=2).item() - 1) < 0.05
+
+
+def test_minibatch_std_is_each_groups_spread():
+    f = torch.randn(8, 5)
+    groups = [f[[i, i + 2, i + 4, i + 6]] for i in range(2)]  # groups of 4 interleave: i, i + N/4, ...
+    expected = torch.stack([g.std(dim=0, unbiased=False).mean() for g in groups]).repeat(4)
+    torch.testing.assert_close(minibatch_std(f), expected)
+    copies = f[:1].expand(8, 5).clone().requires_grad_(True)
+    assert minibatch_std(copies).max() < 1e-3  # copies: no spread (but √ε)
+    (grad,) = torch.autograd.grad(minibatch_std(copies).sum(), copies)
+    assert grad.isfinite().all()  # a fully collapsed batch must not turn D's gradient into NaN
+    assert minibatch_std(f[:6]).shape == (6,) and minibatch_std(f[:3]).max() < 1e-3  # groups of 2; of 1
+
+
+@pytest.mark.parametrize("model, x", [("dcgan", torch.randn(8, 1, 16, 16)), ("mlp", torch.randn(8, 2))])
+def test_minibatch_std_lets_d_tell_a_collapsed_batch_and_push_its_samples_apart(model, x):
+    spec = NetSpec(channels=x.shape[1], resolution=x.shape[-1] if x.dim() == 4 else 0, width_g=8, width_d=8,
+                   latent_dim=4, minibatch_std_d=True, batchnorm_d=False)
+    D = build(model, spec)[1].eval()
+    plain = build(model, dataclasses.replace(spec, minibatch_std_d=False))[1].eval()
+    plain.load_state_dict({k: v for k, v in D.state_dict().items() if k != "std_weight"})
+    assert torch.equal(D(x), plain(x))  # the spread's weight starts at 0: D starts as the plain one
+    with torch.no_grad():
+        D.std_weight.fill_(1.0)
+    copies = x[:1].expand_as(x)
+    assert torch.allclose(D(copies), plain(copies), atol=1e-3)  # no spread in a batch of copies
+    gap = D(x) - plain(x)
+    torch.testing.assert_close(gap, minibatch_std(D.features(x)))
+    assert (gap > 0).all()
+    near = (copies + 1e-3 * torch.randn_like(x)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(near).sum() - plain(near).sum(), near)
+    assert grad.abs().sum() > 0  # through the spread, D's output moves the samples of a near-collapsed batch
+    assert torch.equal(D.features(x), plain.features(x))  # per-image features (the probe's) stay per image
 
 
 def test_mlp_shapes_and_conditioning():

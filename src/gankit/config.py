@@ -43,6 +43,7 @@ class TrainConfig:
     batchnorm_d: bool | None = None  # batch norm in D (never on its input); None = on for dcgan unless spectral norm, off for mlp
     spectral_norm: bool = False  # spectral normalisation of D's weights
     dropout: float = 0.0  # dropout probability in D's hidden layers
+    minibatch_std: bool = False  # D also sees how much its features vary over groups of 4 samples (Karras et al. 2018): against mode collapse
     # The game
     loss: str = "ns"  # minimax, ns, wgan, wgan-gp, hinge, lsgan, feature-matching
     n_critic: int | None = None  # D updates per G update; None = 5 for wgan and wgan-gp (their papers), 1 otherwise

@@ -7,6 +7,7 @@ This module imports only torch (and gankit.strided_conv).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,7 @@ class NetSpec:
     batchnorm_d: bool = True  # batch norm in D's hidden layers (never on D's input)
     spectral_norm_d: bool = False  # spectral normalisation of every D weight (Miyato et al. 2018)
     dropout_d: float = 0.0  # dropout probability after each D hidden layer
+    minibatch_std_d: bool = False  # D's head also sees its features' spread over groups of samples (Karras et al. 2018)
     conditioning_d: str = "projection"  # how D sees labels: "projection" (Miyato & Koyama 2018) or "concat"
 
 
@@ -158,6 +160,7 @@ class DCGANDiscriminator(nn.Module):
         self.body = nn.Sequential(*layers)
         self.out = _d_layer(nn.Conv2d(width // 2, 1, base, 1, 0), spec)  # ≡ a linear map of the flat features
         self.label_projection = _label_projection(spec, (width // 2) * base * base)
+        self.std_weight = _std_weight(spec)
         init_dcgan_weights(self)
 
     def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -170,12 +173,40 @@ class DCGANDiscriminator(nn.Module):
     def head(self, f: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         # self.out is a base×base convolution over the base×base features: one dot product per image.
         logits = nn.functional.linear(f, self.out.weight.reshape(1, -1), self.out.bias).flatten()  # (N,)
-        if self.label_projection is not None:
-            logits = logits + (self.label_projection(y) * f).sum(dim=1)  # projection: <embed(y), φ(x)>
-        return logits
+        return logits + _head_terms(self, f, y)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.features(x, y), y)
+
+
+def _head_terms(d: nn.Module, f: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor | float:
+    """What D's head adds to its linear logit, where D has them: the label projection <embed(y), φ(x)> (Miyato &
+    Koyama 2018) and the weighted minibatch spread."""
+    terms = 0.0
+    if d.label_projection is not None:
+        terms = terms + (d.label_projection(y) * f).sum(dim=1)
+    if d.std_weight is not None:
+        terms = terms + d.std_weight * minibatch_std(f)
+    return terms
+
+
+def _std_weight(spec: NetSpec) -> nn.Parameter | None:
+    return nn.Parameter(torch.zeros(1)) if spec.minibatch_std_d else None
+
+
+def minibatch_std(f: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """(N,) the standard deviation of each feature over a group of samples, averaged over the features; each sample
+    gets its group's value (groups interleave: samples i, i + N/g, ...; g = gcd(N, group)).
+
+    Karras et al. (2018), as one more input of D's linear head: a batch of near-copies — mode collapse — has a small
+    spread where real batches do not, so D can tell them apart by it, and G's gradient then pushes its samples apart.
+    """
+    n = f.shape[0]
+    g = math.gcd(n, group)
+    groups = f.float().view(g, n // g, -1)
+    centred = groups - groups.mean(dim=0)  # written out: torch.std over this leading dim ran ~50× slower here
+    spread = (centred.square().mean(dim=0) + 1e-8).sqrt().mean(dim=1)  # (N/g,); ε keeps copies' gradient finite
+    return spread.repeat(g)
 
 
 def _label_projection(spec: NetSpec, feature_dim: int) -> nn.Module | None:
@@ -226,6 +257,7 @@ class MLPDiscriminator(nn.Module):
         self.body = nn.Sequential(*layers)
         self.out = _d_layer(nn.Linear(spec.width_d, 1), spec)
         self.label_projection = _label_projection(spec, spec.width_d)
+        self.std_weight = _std_weight(spec)
 
     def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.label_embedding is not None:
@@ -233,10 +265,7 @@ class MLPDiscriminator(nn.Module):
         return self.body(x)  # (N, width_d)
 
     def head(self, f: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        logits = self.out(f).flatten()
-        if self.label_projection is not None:
-            logits = logits + (self.label_projection(y) * f).sum(dim=1)
-        return logits
+        return self.out(f).flatten() + _head_terms(self, f, y)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.features(x, y), y)

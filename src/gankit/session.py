@@ -119,7 +119,7 @@ def net_spec(cfg: TrainConfig, shape: dict) -> NetSpec:
         num_classes=shape["num_classes"] if cfg.conditional else 0,
         latent_dim=cfg.latent_dim, width_g=cfg.width_g, width_d=cfg.width_d, depth=cfg.depth,
         batchnorm_g=cfg.batchnorm_g, batchnorm_d=cfg.batchnorm_d, spectral_norm_d=cfg.spectral_norm,
-        dropout_d=cfg.dropout, conditioning_d=cfg.conditioning)
+        dropout_d=cfg.dropout, minibatch_std_d=cfg.minibatch_std, conditioning_d=cfg.conditioning)
 
 
 def make_optimizer(cfg: TrainConfig, params, lr: float) -> torch.optim.Optimizer:
