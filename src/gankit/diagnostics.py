@@ -33,7 +33,8 @@ REMEDIES = {
                   "Wasserstein loss (--loss wgan-gp), a lower D learning rate (--lr-d), one-sided label smoothing "
                   "(--label-smoothing 0.1), or spectral norm in D (--spectral-norm).",
     "collapse": "G's samples are losing diversity (mode collapse). Try feature matching (--loss feature-matching), "
-                "WGAN-GP (--loss wgan-gp), a lower G learning rate (--lr-g), or dropout in D (--dropout 0.3).",
+                "letting D see each batch's spread (--minibatch-std), WGAN-GP (--loss wgan-gp), a lower G learning "
+                "rate (--lr-g), or dropout in D (--dropout 0.3).",
     "instability": "The losses are oscillating or exploding. Try lower learning rates, TTUR (--lr-d above --lr-g), "
                    "spectral norm in D (--spectral-norm), more D steps for Wasserstein losses (--n-critic 5), or "
                    "continue from the last good checkpoint with a lower rate.",
