@@ -74,8 +74,8 @@ def quality_bench(minutes: float, n: int = 2000, out_dir: str | Path = "bench-qu
     metrics = ev.parse_metrics(None, data)
     result = ev.evaluate_run(run, lambda: extractor, metrics, n=n, seed=seed)
     runs["gankit"].update(steps=result["step"], metrics=result["metrics"])
-    # The classic loop's samples are judged at 28×28 like the test images (downsampled with antialiasing), and
-    # also straight from 64×64, for reference.
+    # The classic loop's samples are judged at the test images' side (28×28 for Fashion-MNIST; downsampled with
+    # antialiasing), and also straight from 64×64, for reference.
     real, _ = ev.reference_features(data, "test", n, extractor, seed=seed)
     side = images.shape[-1]
     fake = to_uint8(F.interpolate(fake_64, size=side, mode="bilinear", antialias=True))
