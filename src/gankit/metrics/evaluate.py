@@ -62,9 +62,12 @@ def real_images(data: str, split: str, n: int, data_dir: str | None = None, seed
 
 
 def reference_labels(data: str, split: str, n: int, num_classes: int, data_dir: str | None = None,
-                     seed: int = 0) -> torch.Tensor:
+                     seed: int = 0) -> torch.Tensor | None:
     """n labels for a conditional G, drawn like the data's: those of the reference subset (repeated if it is smaller),
-    so that generated and real images have the same class frequencies even where the classes are unbalanced."""
+    so that generated and real images have the same class frequencies even where the classes are unbalanced.
+    None for an unconditional G (num_classes 0)."""
+    if not num_classes:
+        return None
     images = load_images(data, split, data_dir=data_dir)
     if images.y is None:  # a split without labels: every class equally often
         return torch.arange(n) % num_classes
@@ -143,7 +146,7 @@ def evaluate_run(run_dir: str | Path, extractor_factory, metrics: list[str] | No
     G, _, spec, step = load_networks(run_dir, ema=ema)
     if spec.resolution == 0:
         raise ConfigError(f"{run_dir} is a 2-D toy run: run `gankit eval {run_dir}` without --metrics")
-    labels = reference_labels(cfg["data"], ref, n, spec.num_classes, cfg.get("data_dir"), seed) if spec.num_classes else None
+    labels = reference_labels(cfg["data"], ref, n, spec.num_classes, cfg.get("data_dir"), seed)
     fake_images = to_uint8(generate(G, spec.latent_dim, n, seed=seed + 1, labels=labels))
     values, proto = {}, {"n_fake": n, "seed": seed}
     inception_names = [m for m in metrics if m in INCEPTION_METRICS]
@@ -154,7 +157,7 @@ def evaluate_run(run_dir: str | Path, extractor_factory, metrics: list[str] | No
         proto = protocol(extractor, n, reference, seed)
     if any(m in DOMAIN_METRICS for m in metrics):
         domain, domain_proto = domain_metrics(cfg["data"], fake_images, metrics, n, ref, cfg.get("data_dir"),
-                                              labels if spec.num_classes else None, seed)
+                                              labels, seed)
         values.update(domain)
         proto["domain"] = domain_proto
     result = {"run": str(run_dir), "step": step, "weights": "G_ema" if ema else "G", "metrics": values,
@@ -216,7 +219,7 @@ class TrainingEvaluator:
     def __init__(self, cfg, spec):
         self.cfg, self.spec = cfg, spec
         n = cfg.eval_samples
-        self.labels = reference_labels(cfg.data, "test", n, spec.num_classes, cfg.data_dir) if spec.num_classes else None
+        self.labels = reference_labels(cfg.data, "test", n, spec.num_classes, cfg.data_dir)
         self.inception = None
         if cfg.eval_inception:
             self.inception = load_inception()
@@ -234,14 +237,13 @@ class TrainingEvaluator:
     @torch.no_grad()
     def __call__(self, G: torch.nn.Module) -> dict[str, float]:
         n, was_training = self.cfg.eval_samples, G.training
-        labels = self.labels
         G.eval()
-        fake = to_uint8(generate(G, self.spec.latent_dim, n, seed=self.cfg.seed + 1, labels=labels))
+        fake = to_uint8(generate(G, self.spec.latent_dim, n, seed=self.cfg.seed + 1, labels=self.labels))
         G.train(was_training)
         values = {}
         if self.classifier is not None:
             values, _ = domain_metrics(self.cfg.data, fake, ["coverage", "dfid"], n,
-                                       labels=labels if self.spec.num_classes else None,
+                                       labels=self.labels,
                                        model=self.classifier, reference=self.classifier_reference)
         if self.inception is not None:
             values.update(image_metrics(self.inception_reference, self.inception(fake), ["fid"]))
