@@ -79,6 +79,7 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, sig):
     (["train", "--data", "ring8", "--model", "dcgan"], "use --model mlp"),
     (["train", "--data", "ring8", "--conditional"], "needs class labels"),
     (["train", "--data", "ring8", "--loss", "hinge", "--label-smoothing", "0.1"], "no meaning"),
+    (["train", "--data", "ring8", "--class-batchnorm"], "is for a conditional dcgan"),
     (["train", "--resume", "{tmp}/nothing"], "not a run folder"),
     (["sample", "{tmp}/nothing"], "does not exist"),
 ])

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from gankit.nets import NetSpec, build, dcgan_plan, minibatch_std
+from gankit.nets import ClassBatchNorm2d, NetSpec, build, dcgan_plan, minibatch_std
 
 
 @pytest.mark.parametrize("resolution", [16, 28, 32, 64, 128])
@@ -49,6 +49,26 @@ def test_conditional_models_use_labels(conditioning):
     assert not torch.allclose(G(z, y0), G(z, y1))
     x = G(z, y0)
     assert not torch.allclose(D(x, y0), D(x, y1))
+
+
+def test_class_batchnorm_gives_each_class_its_own_scale_and_shift():
+    torch.manual_seed(0)
+    spec = NetSpec(resolution=28, num_classes=3, width_g=8, width_d=8, latent_dim=10, class_batchnorm_g=True)
+    G, _ = build("dcgan", spec)
+    norms = [m for m in G.modules() if isinstance(m, ClassBatchNorm2d)]
+    assert len(norms) == 2 and sum(isinstance(m, nn.BatchNorm2d) for m in G.modules()) == 2
+    assert 0.9 < norms[0].scale.weight.mean() < 1.1 and norms[0].shift.weight.abs().max() == 0  # starts as plain BN
+    with torch.no_grad():
+        G.label_embedding.weight.zero_()  # labels now reach G only through its batch norms
+        for m in norms:
+            m.scale.weight.fill_(1.0)
+        norms[-1].shift.weight[2] += 0.5
+    z = torch.randn(6, 10)
+    outputs = [G.eval()(z, torch.full((6,), c)) for c in range(3)]
+    assert torch.equal(outputs[0], outputs[1]) and not torch.allclose(outputs[0], outputs[2])
+    G.train()(z, torch.tensor([0, 0, 1, 1, 0, 1])).square().mean().backward()
+    grad = norms[0].scale.weight.grad
+    assert grad[:2].abs().sum() > 0 and grad[2].abs().sum() == 0  # only the classes in the batch learn
 
 
 def test_remedy_options():
@@ -125,9 +145,10 @@ def test_first_and_last_layers_compute_their_convolutions():
 
 
 @pytest.mark.parametrize("autocast", [False, True])
-def test_channels_last_networks_keep_every_activation_and_gradient_channels_last(autocast):
-    G, D = (m.to(memory_format=torch.channels_last)
-            for m in build("dcgan", NetSpec(resolution=32, width_g=8, width_d=8, latent_dim=10)))
+@pytest.mark.parametrize("num_classes", [0, 3])  # conditional: G's batch norms per class, D's projection
+def test_channels_last_networks_keep_every_activation_and_gradient_channels_last(autocast, num_classes):
+    spec = NetSpec(resolution=32, width_g=8, width_d=8, latent_dim=10, num_classes=num_classes, class_batchnorm_g=True)
+    G, D = (m.to(memory_format=torch.channels_last) for m in build("dcgan", spec))
     layouts = []
 
     def record(module, inputs, out):
@@ -138,5 +159,6 @@ def test_channels_last_networks_keep_every_activation_and_gradient_channels_last
     for m in list(G.net[1:]) + list(D.body):  # G.net[0] makes a 4×4 map from z; G.forward lays it out
         m.register_forward_hook(record)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        D(G(torch.randn(4, 10))).sum().backward()
+        y = torch.arange(4) % 3 if num_classes else None
+        D(G(torch.randn(4, 10), y), y).sum().backward()
     assert len(layouts) == 2 * 16 and all(cl for _, cl in layouts), layouts

@@ -35,6 +35,7 @@ class TrainConfig:
     model: str | None = None  # dcgan or mlp; None = mlp for toy data, dcgan for images
     conditional: bool | None = None  # condition G and D on class labels: G(z, y); None = on for images with class labels
     conditioning: str = "projection"  # how a conditional D sees labels: projection or concat
+    class_batchnorm: bool = False  # conditional DCGAN: G's batch-norm scale and shift are learned per class
     latent_dim: int | None = None  # size of z ~ N(0, I); None = 100 for dcgan, 2 for mlp
     width_g: int | None = None  # G width (DCGAN ngf, MLP hidden units); None = 64 for dcgan, 256 for mlp
     width_d: int | None = None  # D width (DCGAN ndf, MLP hidden units); None = 64 for dcgan, 256 for mlp

@@ -34,6 +34,7 @@ class NetSpec:
     dropout_d: float = 0.0  # dropout probability after each D hidden layer
     minibatch_std_d: bool = False  # D's head also sees its features' spread over groups of samples (Karras et al. 2018)
     conditioning_d: str = "projection"  # how D sees labels: "projection" (Miyato & Koyama 2018) or "concat"
+    class_batchnorm_g: bool = False  # conditional G: its batch norms' scale and shift are per class (Dumoulin et al. 2017)
 
 
 def dcgan_plan(resolution: int) -> tuple[int, int]:
@@ -54,9 +55,13 @@ def init_dcgan_weights(module: nn.Module) -> None:
             nn.init.normal_(weight, 0.0, 0.02)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+    for m in module.modules():  # after the loop above, which would draw the class embeddings from N(0, 0.02)
+        if isinstance(m, ClassBatchNorm2d):
+            nn.init.normal_(m.scale.weight, 1.0, 0.02)
+            nn.init.zeros_(m.shift.weight)
 
 
 def _d_layer(layer: nn.Module, spec: NetSpec) -> nn.Module:
@@ -88,8 +93,22 @@ class DCGANGenerator(nn.Module):
         first, *rest = self.net
         h = first(z[:, :, None, None]).contiguous(memory_format=network_format(self))  # the matmul's output is NCHW
         for layer in rest:
-            h = layer(h)
+            h = layer(h, y) if isinstance(layer, ClassBatchNorm2d) else layer(h)
         return h  # (N, C, R, R)
+
+
+class ClassBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm whose scale and shift are looked up by class: a label acts on every layer of G, not only its input
+    (Dumoulin et al. 2017; de Vries et al. 2017; the generators of Miyato & Koyama 2018 and BigGAN)."""
+
+    def __init__(self, width: int, num_classes: int):
+        super().__init__(width, affine=False)
+        self.scale = nn.Embedding(num_classes, width)
+        self.shift = nn.Embedding(num_classes, width)
+
+    def forward(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = super().forward(h)
+        return h * self.scale(y).to(h.dtype)[:, :, None, None] + self.shift(y).to(h.dtype)[:, :, None, None]
 
 
 class Projection(nn.ConvTranspose2d):
@@ -133,7 +152,13 @@ def _grad_in_format(x: torch.Tensor, memory_format: torch.memory_format) -> torc
 
 
 def _g_norm_act(width: int, spec: NetSpec) -> list[nn.Module]:
-    return ([nn.BatchNorm2d(width)] if spec.batchnorm_g else []) + [nn.ReLU(inplace=True)]
+    if not spec.batchnorm_g:
+        norm = []
+    elif spec.class_batchnorm_g and spec.num_classes:
+        norm = [ClassBatchNorm2d(width, spec.num_classes)]
+    else:
+        norm = [nn.BatchNorm2d(width)]
+    return norm + [nn.ReLU(inplace=True)]
 
 
 class DCGANDiscriminator(nn.Module):

@@ -66,6 +66,8 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
     # Labels, where the data has them, lowered Fashion-MNIST's Inception FID after 10 CPU-minutes from 38.5 to 28.4
     # (docs/performance.md); a conditional G still draws the data's distribution when its labels are drawn like the data's.
     conditional = cfg.conditional if cfg.conditional is not None else (not toy and bool(shape["num_classes"]))
+    if cfg.class_batchnorm and not (dcgan and conditional):
+        raise ConfigError("--class-batchnorm is for a conditional dcgan: images with class labels")
     loss = LOSSES[cfg.loss]
     if cfg.label_smoothing and not loss.label_smoothing:
         raise ConfigError(f"label smoothing has no meaning for the {cfg.loss} loss")
@@ -119,7 +121,8 @@ def net_spec(cfg: TrainConfig, shape: dict) -> NetSpec:
         num_classes=shape["num_classes"] if cfg.conditional else 0,
         latent_dim=cfg.latent_dim, width_g=cfg.width_g, width_d=cfg.width_d, depth=cfg.depth,
         batchnorm_g=cfg.batchnorm_g, batchnorm_d=cfg.batchnorm_d, spectral_norm_d=cfg.spectral_norm,
-        dropout_d=cfg.dropout, minibatch_std_d=cfg.minibatch_std, conditioning_d=cfg.conditioning)
+        dropout_d=cfg.dropout, minibatch_std_d=cfg.minibatch_std, conditioning_d=cfg.conditioning,
+        class_batchnorm_g=cfg.class_batchnorm)
 
 
 def make_optimizer(cfg: TrainConfig, params, lr: float) -> torch.optim.Optimizer:
