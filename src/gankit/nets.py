@@ -97,17 +97,21 @@ class DCGANGenerator(nn.Module):
         return h  # (N, C, R, R)
 
 
-class ClassBatchNorm2d(nn.BatchNorm2d):
+class ClassBatchNorm2d(nn.Module):
     """Batch norm whose scale and shift are looked up by class: a label acts on every layer of G, not only its input
-    (Dumoulin et al. 2017; de Vries et al. 2017; the generators of Miyato & Koyama 2018 and BigGAN)."""
+    (Dumoulin et al. 2017; de Vries et al. 2017; the generators of Miyato & Koyama 2018 and BigGAN).
+
+    The normalisation is a child module, so that `--sync-batchnorm` (SyncBatchNorm.convert_sync_batchnorm) swaps it
+    and keeps the per-class parameters."""
 
     def __init__(self, width: int, num_classes: int):
-        super().__init__(width, affine=False)
+        super().__init__()
+        self.norm = nn.BatchNorm2d(width, affine=False)
         self.scale = nn.Embedding(num_classes, width)
         self.shift = nn.Embedding(num_classes, width)
 
     def forward(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = super().forward(h)
+        h = self.norm(h)
         return h * self.scale(y).to(h.dtype)[:, :, None, None] + self.shift(y).to(h.dtype)[:, :, None, None]
 
 

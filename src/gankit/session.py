@@ -66,8 +66,8 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
     # Labels, where the data has them, lowered Fashion-MNIST's Inception FID after 10 CPU-minutes from 38.5 to 28.4
     # (docs/performance.md); a conditional G still draws the data's distribution when its labels are drawn like the data's.
     conditional = cfg.conditional if cfg.conditional is not None else (not toy and bool(shape["num_classes"]))
-    if cfg.class_batchnorm and not (dcgan and conditional):
-        raise ConfigError("--class-batchnorm is for a conditional dcgan: images with class labels")
+    if cfg.class_batchnorm and not (dcgan and conditional and cfg.batchnorm_g is not False):
+        raise ConfigError("--class-batchnorm is for a conditional dcgan (images with class labels) with batch norm in G")
     loss = LOSSES[cfg.loss]
     if cfg.label_smoothing and not loss.label_smoothing:
         raise ConfigError(f"label smoothing has no meaning for the {cfg.loss} loss")
