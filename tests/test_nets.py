@@ -57,9 +57,9 @@ def test_class_batchnorm_gives_each_class_its_own_scale_and_shift():
     G, _ = build("dcgan", spec)
     norms = [m for m in G.modules() if isinstance(m, ClassBatchNorm2d)]
     assert len(norms) == 2 and sum(isinstance(m, nn.BatchNorm2d) for m in G.modules()) == 2
-    synced = nn.SyncBatchNorm.convert_sync_batchnorm(G)  # --sync-batchnorm swaps the normalisation only
-    assert sum(isinstance(m, nn.SyncBatchNorm) for m in synced.modules()) == 2
-    assert synced.state_dict().keys() == G.state_dict().keys()
+    keys = list(G.state_dict())
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(G)  # --sync-batchnorm (in place) swaps the normalisation only
+    assert sum(isinstance(m, nn.SyncBatchNorm) for m in synced.modules()) == 2 and list(synced.state_dict()) == keys
     G, _ = build("dcgan", spec)
     norms = [m for m in G.modules() if isinstance(m, ClassBatchNorm2d)]
     assert 0.9 < norms[0].scale.weight.mean() < 1.1 and norms[0].shift.weight.abs().max() == 0  # starts as plain BN
