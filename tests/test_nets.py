@@ -57,11 +57,6 @@ def test_class_batchnorm_gives_each_class_its_own_scale_and_shift():
     G, _ = build("dcgan", spec)
     norms = [m for m in G.modules() if isinstance(m, ClassBatchNorm2d)]
     assert len(norms) == 2 and sum(isinstance(m, nn.BatchNorm2d) for m in G.modules()) == 2
-    keys = list(G.state_dict())
-    synced = nn.SyncBatchNorm.convert_sync_batchnorm(G)  # --sync-batchnorm (in place) swaps the normalisation only
-    assert sum(isinstance(m, nn.SyncBatchNorm) for m in synced.modules()) == 2 and list(synced.state_dict()) == keys
-    G, _ = build("dcgan", spec)
-    norms = [m for m in G.modules() if isinstance(m, ClassBatchNorm2d)]
     assert 0.9 < norms[0].scale.weight.mean() < 1.1 and norms[0].shift.weight.abs().max() == 0  # starts as plain BN
     with torch.no_grad():
         G.label_embedding.weight.zero_()  # labels now reach G only through its batch norms
@@ -74,6 +69,11 @@ def test_class_batchnorm_gives_each_class_its_own_scale_and_shift():
     G.train()(z, torch.tensor([0, 0, 1, 1, 0, 1])).square().mean().backward()
     grad = norms[0].scale.weight.grad
     assert grad[:2].abs().sum() > 0 and grad[2].abs().sum() == 0  # only the classes in the batch learn
+    keys = list(G.state_dict())
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(G)  # --sync-batchnorm (in place) swaps the normalisation only
+    assert sum(isinstance(m, nn.SyncBatchNorm) for m in synced.modules()) == 2 and list(synced.state_dict()) == keys
+    with pytest.raises(ValueError, match="needs class labels"):
+        build("dcgan", dataclasses.replace(spec, num_classes=0))
 
 
 def test_remedy_options():
@@ -152,7 +152,8 @@ def test_first_and_last_layers_compute_their_convolutions():
 @pytest.mark.parametrize("autocast", [False, True])
 @pytest.mark.parametrize("num_classes", [0, 3])  # conditional: G's batch norms per class, D's projection
 def test_channels_last_networks_keep_every_activation_and_gradient_channels_last(autocast, num_classes):
-    spec = NetSpec(resolution=32, width_g=8, width_d=8, latent_dim=10, num_classes=num_classes, class_batchnorm_g=True)
+    spec = NetSpec(resolution=32, width_g=8, width_d=8, latent_dim=10, num_classes=num_classes,
+                   class_batchnorm_g=bool(num_classes))
     G, D = (m.to(memory_format=torch.channels_last) for m in build("dcgan", spec))
     layouts = []
 

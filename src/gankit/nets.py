@@ -158,7 +158,9 @@ def _grad_in_format(x: torch.Tensor, memory_format: torch.memory_format) -> torc
 def _g_norm_act(width: int, spec: NetSpec) -> list[nn.Module]:
     if not spec.batchnorm_g:
         norm = []
-    elif spec.class_batchnorm_g and spec.num_classes:
+    elif spec.class_batchnorm_g:
+        if not spec.num_classes:
+            raise ValueError("per-class batch norm in G needs class labels (num_classes > 0)")
         norm = [ClassBatchNorm2d(width, spec.num_classes)]
     else:
         norm = [nn.BatchNorm2d(width)]
