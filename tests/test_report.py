@@ -24,7 +24,8 @@ CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "
 def image_run(tmp_path, tiny_dcgan, monkeypatch, capsys):
     """A finished image run with an evaluation (stand-in extractor) and its report."""
     run = train(out=str(tmp_path / "img"), steps=40, show_progress=False, **dict(tiny_dcgan, sample_every=10))
-    monkeypatch.setattr(inception, "load_inception", lambda path=None, fast=False: tiny_extractor())
+    monkeypatch.setattr(inception, "load_inception",
+                        lambda path=None, fast=False, resize="bilinear": tiny_extractor())
     assert main(["eval", str(run), "--n", "20", "--metrics", "fid,kid"]) == 0
     assert main(["report", str(run)]) == 0
     capsys.readouterr()

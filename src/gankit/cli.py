@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="use G's EMA weights [when the run has them]")
     evaluate.add_argument("--inception", metavar="PATH", help="a TorchScript Inception file instead of the installed one")
     evaluate.add_argument("--fast", action="store_true", help="bf16 feature extraction (faster; FID shifts slightly)")
+    evaluate.add_argument("--resize", choices=("bilinear", "clean"), default="bilinear",
+                          help="how images reach Inception's 299×299: bilinear (pytorch-fid's, the usual protocol) "
+                               "or clean (clean-fid's PIL bicubic); default bilinear")
     evaluate.add_argument("--data-dir", help="where the --real-vs-real dataset lives")
     evaluate.add_argument("--probe", action="store_true",
                           help="instead: linear probe of D's features vs raw pixels with 100, 1000 and all labels")
@@ -294,7 +297,7 @@ def _evaluate(args: argparse.Namespace, main_process: bool) -> int:
     from .metrics import inception
 
     def extractor():
-        return inception.load_inception(args.inception, fast=args.fast)
+        return inception.load_inception(args.inception, fast=args.fast, resize=args.resize)
 
     if args.n is not None and args.n < 10:
         raise ConfigError(f"--n must be at least 10, got {args.n}")

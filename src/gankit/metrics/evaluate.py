@@ -22,7 +22,7 @@ from ..sample import generate
 from ..session import load_networks
 from .fid import feature_stats, frechet_distance
 from . import classifier
-from .inception import Extractor, load_inception
+from .inception import RESIZES, Extractor, load_inception
 from .kid import kid
 from .precision_recall import precision_recall
 from .toy import discriminator_gap, jsd_estimate, mode_metrics, select_bandwidth
@@ -85,7 +85,8 @@ def reference_features(data: str, split: str, n: int, extractor: Extractor, data
     tag = "bf16" if extractor.bf16 else "fp32"
     source = str(Path(data).resolve()) if Path(data).exists() else f"{data}|{data_dir or ''}"
     digest = hashlib.sha256(source.encode()).hexdigest()[:8]
-    key = re.sub(r"[^\w.-]+", "_", f"{Path(data).name}-{digest}-{split}-{n}-seed{seed}-{extractor.weights_hash}-{tag}-clean")
+    key = re.sub(r"[^\w.-]+", "_", f"{Path(data).name}-{digest}-{split}-{n}-seed{seed}-{extractor.weights_hash}-{tag}"
+                                   f"-{extractor.resize}")
     path = cache_dir("stats") / f"{key}.pt"
     if cache and path.exists():
         try:
@@ -115,7 +116,8 @@ def image_metrics(real: torch.Tensor, fake: torch.Tensor, names: list[str], seed
 
 
 def protocol(extractor: Extractor, n_fake: int, reference: dict, seed: int) -> dict:
-    return {"extractor": extractor.name, "weights_sha256": extractor.weights_hash, "resize": extractor.resize,
+    return {"extractor": extractor.name, "weights_sha256": extractor.weights_hash,
+            "resize": RESIZES[extractor.resize],
             "input": "uint8 (generated images quantised like saved PNGs)",
             "precision": "bf16" if extractor.bf16 else "fp32", "n_fake": n_fake, "reference": reference,
             "seed": seed}
