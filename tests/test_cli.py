@@ -80,6 +80,8 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, sig):
     (["train", "--data", "ring8", "--conditional"], "needs class labels"),
     (["train", "--data", "ring8", "--loss", "hinge", "--label-smoothing", "0.1"], "no meaning"),
     (["train", "--data", "ring8", "--class-batchnorm"], "is for a conditional dcgan"),
+    (["train", "--data", "ring8", "--augment", "translation"], "2-D toy data has none"),
+    (["train", "--augment", "translation,blur"], "unknown augmentation blur"),
     (["train", "--resume", "{tmp}/nothing"], "not a run folder"),
     (["sample", "{tmp}/nothing"], "does not exist"),
 ])

@@ -68,7 +68,8 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_dcgan):
     ("toy", dict(dropout=0.2, loss="wgan-gp")),  # dropout and the penalty's random mix exercise every RNG
     # batch norm (per class in G), EMA, Adam, channels_last
     ("dcgan", dict(precision="fp32", conditional=True, minibatch_std=True, class_batchnorm=True)),
-    ("dcgan-bf16", dict(precision="bf16", spectral_norm=True)),  # spectral norm's power-iteration buffers
+    # spectral norm's power-iteration buffers; the augmentations' random stream
+    ("dcgan-bf16", dict(precision="bf16", spectral_norm=True, augment="translation,cutout,color")),
     ("dcgan-fp16", dict(precision="fp16")),  # the loss scalers' state
 ])
 def test_resume_is_exact(tmp_path, tiny_toy, tiny_dcgan, kind, extra):
@@ -191,3 +192,23 @@ def test_linear_lr_decay_follows_the_time_budget_when_it_ends_the_run_first(tmp_
     g = [scale for scale, _ in seen]
     assert g[0] == pytest.approx(0.5)  # 2·(1 − 0.75): the budget is further along than the 0 steps
     assert g[-1] == pytest.approx(2 * (1 - 19 / 20))  # later the step count is further along
+
+
+def test_augmentation_reaches_every_d_input_of_both_updates(tmp_path, tiny_dcgan, monkeypatch):
+    from gankit import engine
+    from gankit.augment import augment
+
+    seen = []
+
+    def recording(images, policy, draw):
+        seen.append((images.requires_grad, policy))
+        return augment(images, policy, draw)
+
+    monkeypatch.setattr(engine, "diff_augment", recording)
+    train(out=str(tmp_path / "aug"), steps=3, augment="translation,cutout", show_progress=False, **tiny_dcgan)
+    # per step: D's real and fake batches (no graph to G), then G's fakes (with it)
+    assert seen == [(False, ("translation", "cutout")), (False, ("translation", "cutout")),
+                    (True, ("translation", "cutout"))] * 3
+    seen.clear()
+    train(out=str(tmp_path / "plain"), steps=3, show_progress=False, **tiny_dcgan)
+    assert seen == []

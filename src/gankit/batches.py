@@ -16,7 +16,7 @@ def seeded(seed: int, *keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(hash((seed, *keys)) & (2**63 - 1))
 
 
-_DATA, _NOISE, _FIXED = 1, 2, 3  # independent random streams
+_DATA, _NOISE, _FIXED, _AUGMENT = 1, 2, 3, 4  # independent random streams
 
 
 class ImageBatches:
@@ -69,6 +69,11 @@ def rank_part(batch_size: int, rank: int, world_size: int) -> slice:
 def noise_generator(seed: int, step: int) -> torch.Generator:
     """The generator for every z (and gradient-penalty mix) of one training step, the same on every rank."""
     return seeded(seed, _NOISE, step, 0)
+
+
+def augment_stream(seed: int, step: int) -> torch.Generator:
+    """The generator for every augmentation of D's inputs in one training step, the same on every rank."""
+    return seeded(seed, _AUGMENT, step)
 
 
 def fixed_noise(seed: int, n: int, latent_dim: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:

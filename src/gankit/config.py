@@ -20,6 +20,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from .augment import parse_policy
 from .errors import ConfigError
 
 
@@ -44,6 +45,7 @@ class TrainConfig:
     batchnorm_d: bool | None = None  # batch norm in D (never on its input); None = on for dcgan unless spectral norm, off for mlp
     spectral_norm: bool = False  # spectral normalisation of D's weights
     dropout: float = 0.0  # dropout probability in D's hidden layers
+    augment: str = "none"  # DiffAugment (Zhao et al. 2020) of D's real and fake inputs, against a D that memorises the data: none, or a comma list of translation, cutout, color
     minibatch_std: bool = False  # D also sees how much its features vary over groups of 4 samples (Karras et al. 2018): against mode collapse
     # The game
     loss: str = "ns"  # minimax, ns, wgan, wgan-gp, hinge, lsgan, feature-matching
@@ -198,5 +200,9 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
     if cfg.max_minutes is not None and cfg.max_minutes <= 0:
         raise ConfigError(f"max_minutes must be positive, got {cfg.max_minutes}")
+    try:
+        parse_policy(cfg.augment)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if cfg.ema is not None and not 0 < cfg.ema < 1:
         raise ConfigError(f"ema must be in (0, 1) or null, got {cfg.ema}")

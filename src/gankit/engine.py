@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .batches import noise_generator, rank_part
+from .augment import augment as diff_augment
+from .batches import augment_stream, noise_generator, rank_part
 from .config import TrainConfig
 from .distributed import any_rank, mean
 from .errors import NonFiniteLoss
@@ -27,6 +28,7 @@ class Game:
     gp_weight: float
     weight_clip: float | None
     n_critic: int
+    augment: tuple[str, ...] = ()  # DiffAugment operations applied to everything D sees
 
 
 class Precision:
@@ -46,16 +48,21 @@ class Precision:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
 
+def _same(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 def d_step(D: nn.Module, opt_d: torch.optim.Optimizer, game: Game, precision: Precision, x: torch.Tensor,
-           y: torch.Tensor | None, fake: torch.Tensor, alpha: torch.Tensor | None = None) -> dict:
+           y: torch.Tensor | None, fake: torch.Tensor, alpha: torch.Tensor | None = None, augment=_same) -> dict:
     """Update D: maximise log D(x) + log(1 - D(G(z))) (or the game's critic objective) for one batch.
 
     `fake`: G's images, made without gradients. In a torchrun job D is the DistributedDataParallel wrapper (its
-    gradients are averaged over ranks). `alpha`: the gradient penalty's mixing weights, (N,).
+    gradients are averaged over ranks). `alpha`: the gradient penalty's mixing weights, (N,). `augment`: what
+    D's inputs go through (DiffAugment); the gradient penalty is taken on the un-augmented images.
     """
     with precision.autocast():
-        real_logits = D(x, y).float()
-        fake_logits = D(fake, y).float()
+        real_logits = D(augment(x), y).float()
+        fake_logits = D(augment(fake), y).float()
     loss = game.loss.d(real_logits=real_logits, fake_logits=fake_logits, real_target=game.real_target)
     stats = {"loss_d": loss.detach()}
     if game.gp_weight:
@@ -78,7 +85,7 @@ def d_step(D: nn.Module, opt_d: torch.optim.Optimizer, game: Game, precision: Pr
 
 
 def g_step(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, game: Game, precision: Precision,
-           x: torch.Tensor, y: torch.Tensor | None, fake: torch.Tensor) -> dict:
+           x: torch.Tensor, y: torch.Tensor | None, fake: torch.Tensor, augment=_same) -> dict:
     """Update G against the current D (the game's G objective, e.g. maximise log D(G(z)) for ns).
 
     `fake`: G(z, y) with its graph, from noise D has not been trained on. In a torchrun job G is the
@@ -88,12 +95,12 @@ def g_step(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, game: Game,
     D.requires_grad_(False)  # D's weight gradients would be thrown away; skipping them saves a third of D's backward
     try:
         with precision.autocast():
-            fake_features = D.features(fake, y)
+            fake_features = D.features(augment(fake), y)
             fake_logits = D.head(fake_features, y).float()
             real_features = None
             if game.loss.uses_features:
                 with torch.no_grad():
-                    real_features = D.features(x, y)
+                    real_features = D.features(augment(x), y)
         loss = game.loss.g(fake_logits=fake_logits, fake_features=fake_features, real_features=real_features)
         opt_g.zero_grad(set_to_none=True)
         scaler = precision.scaler_g
@@ -160,6 +167,16 @@ def train_step(session, step: int, stats: Stats) -> None:
     def noise():  # the global batch's z, of which this rank keeps its part
         return torch.randn(cfg.batch_size, session.spec.latent_dim, generator=generator)[part].to(precision.device)
 
+    augment = _same
+    if game.augment:
+        augment_generator = augment_stream(cfg.seed, step)
+
+        def draw(k: int) -> torch.Tensor:  # like z: drawn for the global batch, this rank's rows kept
+            return torch.rand(cfg.batch_size, k, generator=augment_generator)[part].to(precision.device)
+
+        def augment(images: torch.Tensor) -> torch.Tensor:
+            return diff_augment(images, game.augment, draw)
+
     for k in range(game.n_critic):
         x, y = session.batches(step * game.n_critic + k)
         x, y = precision.to_device(x), (y.to(precision.device) if y is not None else None)
@@ -167,13 +184,13 @@ def train_step(session, step: int, stats: Stats) -> None:
         alpha = torch.rand(cfg.batch_size, generator=generator)[part] if game.gp_weight else None
         with torch.no_grad(), precision.autocast():
             fake = session.G(z, y)
-        stats.report(d_step(session.D_train, session.opt_d, game, precision, x, y, fake, alpha))
+        stats.report(d_step(session.D_train, session.opt_d, game, precision, x, y, fake, alpha, augment))
     # G's update draws its own z. Reusing the fakes D was just trained on, as the classic DCGAN loop does, saves a
     # forward pass of G (8% of the FLOPs) but measured here it wrecks 2-D training: ns on ring8, 2,000 steps,
     # covered 0 of 8 modes that way and 8 of 8 with fresh z (docs/performance.md).
     with precision.autocast():
         fake = session.G_train(noise(), y)
-    stats.report(g_step(session.G_train, session.D, session.opt_g, game, precision, x, y, fake))
+    stats.report(g_step(session.G_train, session.D, session.opt_g, game, precision, x, y, fake, augment))
     if session.G_ema is not None:
         update_ema(session.G_ema, session.G, cfg.ema, step)
 

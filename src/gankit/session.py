@@ -17,6 +17,7 @@ from tqdm import tqdm
 from . import checkpoint
 from . import config as config_mod
 from . import distributed
+from .augment import parse_policy
 from .batches import ImageBatches, ToyBatches, fixed_noise, seeded
 from .config import TrainConfig
 from .data import is_toy, load_images, make_toy, to_model_range
@@ -68,6 +69,8 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
     conditional = cfg.conditional if cfg.conditional is not None else (not toy and bool(shape["num_classes"]))
     if cfg.class_batchnorm and not (dcgan and conditional and cfg.batchnorm_g is not False):
         raise ConfigError("--class-batchnorm is for a conditional dcgan (images with class labels) with batch norm in G")
+    if toy and parse_policy(cfg.augment):
+        raise ConfigError("--augment transforms images; 2-D toy data has none")
     loss = LOSSES[cfg.loss]
     if cfg.label_smoothing and not loss.label_smoothing:
         raise ConfigError(f"label smoothing has no meaning for the {cfg.loss} loss")
@@ -171,7 +174,8 @@ class Session:
         self.opt_g = make_optimizer(cfg, self.G.parameters(), cfg.lr_g)
         self.opt_d = make_optimizer(cfg, self.D.parameters(), cfg.lr_d)
         loss = LOSSES[cfg.loss]
-        self.game = Game(loss, 1.0 - cfg.label_smoothing, cfg.gp_weight, cfg.weight_clip, cfg.n_critic)
+        self.game = Game(loss, 1.0 - cfg.label_smoothing, cfg.gp_weight, cfg.weight_clip, cfg.n_critic,
+                         parse_policy(cfg.augment))
 
         try:
             if shape["resolution"] == 0:
