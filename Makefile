@@ -1,4 +1,4 @@
-# make demo: set up and train a DCGAN on Fashion-MNIST (2 CPU cores: ~8 min of training) into runs/demo/
+# make demo: set up and train a DCGAN on Fashion-MNIST (2 CPU cores: ~10 min of training) into runs/demo/
 # make test: set up and run the whole test suite
 PYTHON ?= python3
 VENV := .venv

@@ -10,6 +10,7 @@ from gankit.cli import main
 from gankit.data import make_toy
 from gankit.errors import ConfigError
 from gankit.metrics import inception
+from gankit.metrics.evaluate import evaluate_run, parse_metrics
 from gankit.metrics.fid import GaussianStats, feature_stats, frechet_distance
 from gankit.metrics.inception import Extractor, extract
 from gankit.metrics.kid import kid, mmd2_unbiased
@@ -228,3 +229,45 @@ def test_a_conditional_g_is_evaluated_with_the_reference_images_class_frequencie
     assert labels.shape == (60,) and 1 <= int(labels.sum()) <= 20  # ~6 of 60, where cycling would give 30
     everything = reference_labels(str(tmp_path / "unbalanced.npz"), "test", 250, num_classes=2)
     assert int(everything.sum()) == 25  # n above the data's size: its labels repeated, frequencies kept
+
+
+class MeanPixel(torch.nn.Module):
+    """A stand-in D whose logit is an image's mean pixel."""
+
+    def forward(self, x, y=None):
+        return x.flatten(1).mean(dim=1)
+
+
+def test_overfit_heuristic_is_0_for_unseen_images_scored_like_training_ones_and_1_for_like_fakes():
+    from gankit.metrics.overfit import overfit_metrics
+
+    def images(value):
+        return torch.full((30, 1, 4, 4), value), None
+
+    d = MeanPixel()
+    assert overfit_metrics(d, images(0.5), images(0.5), images(-0.5))["d_overfit"] == pytest.approx(0.0)
+    assert overfit_metrics(d, images(0.5), images(-0.5), images(-0.5))["d_overfit"] == pytest.approx(1.0)
+    middle = overfit_metrics(d, images(0.5), images(0.0), images(-0.5))
+    assert middle["d_overfit"] == pytest.approx(0.5) and middle["d_logit_held_out"] == pytest.approx(0.0)
+    assert overfit_metrics(d, images(-0.5), images(0.0), images(0.5))["d_overfit"] == float("inf")  # no separation
+
+
+def test_eval_overfit_on_a_named_dataset_and_a_clear_error_without_a_test_split(tmp_path, capsys, tiny_images):
+    from test_data import write_idx_split
+
+    folder = tmp_path / "fm"
+    write_idx_split(folder, "train", n=64)
+    write_idx_split(folder, "t10k", n=40)
+    run = train(data="fashion-mnist", data_dir=str(folder), steps=5, width_g=8, width_d=8, batch_size=16,
+                out=str(tmp_path / "r"), show_progress=False)
+    assert main(["eval", str(run), "--metrics", "overfit", "--n", "32", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["metrics"]) == {"d_logit_train", "d_logit_held_out", "d_logit_fake", "d_overfit"}
+    assert result["protocol"]["overfit"]["splits"] == ["train", "test"] and result["protocol"]["overfit"]["n_real"] == 40
+    assert "overfit" in parse_metrics(None, "fashion-mnist")
+    against_train = evaluate_run(run, tiny_extractor, n=32, ref="train")  # the defaults then leave overfit out
+    assert "fid" in against_train["metrics"] and "d_overfit" not in against_train["metrics"]
+    folder_run = train(data=str(tiny_images), steps=5, width_g=8, width_d=8, batch_size=32,
+                       out=str(tmp_path / "npz"), show_progress=False)
+    assert main(["eval", str(folder_run), "--metrics", "overfit"]) == 2
+    assert "needs a named dataset" in capsys.readouterr().err

