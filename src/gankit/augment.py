@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import torch
 
-POLICIES = ("translation", "cutout", "color")
-
 
 def parse_policy(text: str) -> tuple[str, ...]:
     """'translation,cutout' → ('translation', 'cutout'); 'none' or '' → ()."""
@@ -72,3 +70,4 @@ def color(x: torch.Tensor, draw) -> torch.Tensor:
 
 
 _OPS = {"translation": translation, "cutout": cutout, "color": color}
+POLICIES = tuple(_OPS)
