@@ -136,3 +136,28 @@ def test_quality_bench_judges_both_loops_on_one_protocol_and_gives_a_conditional
     assert load_generator(gankit["run"])[1].num_classes == 2  # the default G for labelled images is conditional
     table = bench_quality.format_quality(result)
     assert "reference" in table and "gankit" in table
+
+
+def test_op_times_times_every_op_of_a_step_and_sorts_them_by_kind():
+    from gankit.bench import OP_KINDS, format_op_times, op_times
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 14 * 14, 1))
+    opt = torch.optim.Adam(net.parameters(), fused=True)
+    x = torch.randn(4, 3, 16, 16)
+
+    def step():
+        opt.zero_grad()
+        net(x).square().mean().backward()
+        opt.step()
+
+    t = op_times(step, steps=2)
+    kinds = t["kinds_ms"]
+    assert set(kinds) == {*OP_KINDS, "other element-wise"}
+    assert abs(sum(kinds.values()) - t["ops_ms"]) < 0.05
+    assert 0 < t["ops_ms"] <= t["step_ms_timed"] + 0.05  # the ops run inside the timed steps
+    for kind in ("convolutions and matmuls", "batch norm", "activations", "optimiser, EMA"):
+        assert kinds[kind] > 0, kind
+    ops = {h["op"] for h in t["hottest"]}
+    assert ops & {"convolution", "convolution_backward"}
+    assert "ms" in format_op_times(t).splitlines()[0]

@@ -143,6 +143,8 @@ def test_first_and_last_layers_compute_their_convolutions():
     projection = G.net[0]
     expected = nn.functional.conv_transpose2d(z[:, :, None, None], projection.weight, projection.bias)
     assert torch.allclose(projection(z[:, :, None, None]), expected, atol=1e-6)
+    projection.to(memory_format=torch.channels_last)  # multiplied as a view of its own layout
+    assert torch.allclose(projection(z[:, :, None, None]), expected, atol=1e-6)
     x = torch.randn(3, 1, 32, 32)
     features = D.features(x)
     expected = nn.functional.conv2d(features.view(3, 32, 4, 4), D.out.weight, D.out.bias).flatten()
@@ -162,9 +164,9 @@ def test_channels_last_networks_keep_every_activation_and_gradient_channels_last
             layouts.append((type(module).__name__, out.is_contiguous(memory_format=torch.channels_last)))
             out.register_hook(lambda g: layouts.append(("grad", g.is_contiguous(memory_format=torch.channels_last))))
 
-    for m in list(G.net[1:]) + list(D.body):  # G.net[0] makes a 4×4 map from z; G.forward lays it out
+    for m in list(G.net) + list(D.body):
         m.register_forward_hook(record)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         y = torch.arange(4) % 3 if num_classes else None
         D(G(torch.randn(4, 10), y), y).sum().backward()
-    assert len(layouts) == 2 * 16 and all(cl for _, cl in layouts), layouts
+    assert len(layouts) == 2 * 17 and all(cl for _, cl in layouts), layouts

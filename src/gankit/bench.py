@@ -28,6 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from .batches import ImageBatches
@@ -345,11 +346,73 @@ def format_scaling(rows: dict) -> str:
     return "\n".join(lines)
 
 
-PROFILED = (("reference", 28), ("gankit fast", 28), ("gankit fast", 64))
+PROFILED = (("reference", 28), ("gankit fast", 28), ("gankit fast", 32), ("gankit fast", 64))
+
+# aten op names (overload packets) by kind, for `op_times`' summary; the rest is "other element-wise"
+OP_KINDS = {
+    "convolutions and matmuls": {"convolution", "convolution_backward", "mm", "addmm", "bmm"},
+    "batch norm": {"native_batch_norm", "native_batch_norm_backward", "_native_batch_norm_legit",
+                   "_native_batch_norm_legit_functional", "_native_batch_norm_legit_no_training"},
+    "activations": {"relu", "relu_", "threshold_backward", "leaky_relu", "leaky_relu_", "leaky_relu_backward", "tanh",
+                    "tanh_backward", "sigmoid"},
+    "copies, casts, pads": {"copy_", "_to_copy", "clone", "constant_pad_nd", "cat", "stack"},
+    "optimiser, EMA": {"_fused_adam_", "_foreach_lerp_", "_foreach_norm"},
+}
+
+
+class OpTimer(TorchDispatchMode):
+    """Wall time of every aten op, timed around the call. torch.profiler slowed one copy of the 32×32 step five-fold
+    (docs/performance.md); this leaves the ops' own speed alone and costs a few µs per op."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: dict[tuple, float] = {}
+        self.calls: dict[tuple, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        start = time.perf_counter()
+        out = func(*args, **(kwargs or {}))
+        key = (func.overloadpacket.__name__, tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor))[:3])
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
+        self.calls[key] = self.calls.get(key, 0) + 1
+        return out
+
+
+def op_times(step, steps: int = 5, top: int = 12) -> dict:
+    """ms per step of `step` without and with `OpTimer`, the timed ops' total by kind, and the hottest ops."""
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    plain_ms = 1000 * (time.perf_counter() - start) / steps
+    timer = OpTimer()
+    with timer:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        timed_ms = 1000 * (time.perf_counter() - start) / steps
+    kinds = dict.fromkeys([*OP_KINDS, "other element-wise"], 0.0)
+    for (name, _), seconds in timer.seconds.items():
+        kind = next((k for k, names in OP_KINDS.items() if name in names), "other element-wise")
+        kinds[kind] += 1000 * seconds / steps
+    hottest = sorted(timer.seconds.items(), key=lambda item: -item[1])[:top]
+    return {"step_ms": round(plain_ms, 1), "step_ms_timed": round(timed_ms, 1),
+            "ops_ms": round(sum(kinds.values()), 1), "kinds_ms": {k: round(v, 2) for k, v in kinds.items()},
+            "hottest": [{"op": name, "shapes": shapes, "calls_per_step": timer.calls[(name, shapes)] / steps,
+                         "ms_per_step": round(1000 * seconds / steps, 2)} for (name, shapes), seconds in hottest]}
+
+
+def format_op_times(t: dict) -> str:
+    lines = [f"  step {t['step_ms']} ms ({t['step_ms_timed']} under the timer), of which in ops {t['ops_ms']} ms:"]
+    lines += [f"  {kind:<28}{ms:>8.1f} ms" for kind, ms in t["kinds_ms"].items()]
+    lines += [f"  {h['ms_per_step']:>7.2f} ms  {h['calls_per_step']:>4.1f}× {h['op']} {list(h['shapes'])}"
+              for h in t["hottest"]]
+    return "\n".join(lines)
 
 
 def profile_tables(images: torch.Tensor, batch_size: int = 128, steps: int = 3, top: int = 14) -> dict[str, str]:
-    """torch.profiler tables of the hottest ops (self CPU time, grouped by input shapes so layers show apart)."""
+    """torch.profiler tables of the hottest ops (self CPU time, grouped by input shapes so layers show apart), and
+    for gankit's loop the same step timed op by op without the profiler (`op_times`)."""
     from torch.profiler import ProfilerActivity, profile
 
     tables = {}
@@ -361,10 +424,13 @@ def profile_tables(images: torch.Tensor, batch_size: int = 128, steps: int = 3, 
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             for _ in range(steps):
                 step()
-        tables[f"{mode} at {resolution}×{resolution}"] = prof.key_averages(group_by_input_shape=True).table(
+        name = f"{mode} at {resolution}×{resolution}"
+        tables[name] = prof.key_averages(group_by_input_shape=True).table(
             sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=30, max_shapes_column_width=60)
         if loop:
             loop.close()
+        else:
+            tables[f"{name}, timed op by op without the profiler"] = format_op_times(op_times(step, steps))
     return tables
 
 
@@ -483,7 +549,8 @@ def format_bench(result: dict) -> str:
                          f"{r['gflop_per_s']:>9.1f}{100 * r['fraction_fp32_peak']:>11.0f}"
                          f"{100 * r['fraction_bf16_peak']:>11.0f}{r['added_mb']:>10}")
     for name, table in result.get("profiles", {}).items():
-        lines += ["", f"Hottest ops, {name} (3 steps of batch 128, self CPU time)", table]
+        what = "ms per step" if "op by op" in name else "self CPU time"
+        lines += ["", f"Hottest ops, {name} (3 steps of batch 128, {what})", table]
     inception_rows = result.get("inception", {})
     if "skipped" in inception_rows:
         lines += ["", f"Inception feature extraction skipped: {inception_rows['skipped']}"]
