@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "  gankit bench --quality --minutes 10 --out quality.json   (long)",
                                 formatter_class=fmt)
     bench.add_argument("--quick", action="store_true", help="shorter timings (under 3 minutes)")
-    bench.add_argument("--profile", action="store_true", help="also the hottest ops: torch.profiler tables, and gankit's steps timed op by op")
+    bench.add_argument("--profile", action="store_true",
+                       help="also the hottest ops: torch.profiler tables, and gankit's steps timed op by op")
     bench.add_argument("--scaling", action="store_true",
                        help="instead: time per step and memory of the fast mode vs batch size and resolution")
     bench.add_argument("--quality", action="store_true",
