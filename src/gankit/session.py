@@ -87,7 +87,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         conditional=conditional,
         latent_dim=cfg.latent_dim or (100 if dcgan else 2),
         # At 28×28 a G 1.5× wider than D beat ngf = ndf = 64 after 10 and 30 CPU-minutes on Fashion-MNIST (FID 21.1
-        # vs 22.6, 18.7 vs 20.7; docs/performance.md); other resolutions keep DCGAN's 64 until measured.
+        # vs 22.6, 18.7–19.1 vs 20.7; docs/performance.md); other resolutions keep DCGAN's 64 until measured.
         width_g=cfg.width_g or ((96 if resolution == 28 else 64) if dcgan else 256),
         width_d=cfg.width_d or (64 if dcgan else 256),
         batchnorm_g=cfg.batchnorm_g if cfg.batchnorm_g is not None else dcgan,
