@@ -48,12 +48,15 @@ def test_bf16_weight_gradient_matches_onednn_and_takes_the_matrix_product(layer,
 
 
 
-@pytest.mark.parametrize("side", [5, 8])
-def test_transposed_convolution_to_one_channel_matches_torch(side):
+@pytest.mark.parametrize("shape", [(5, 5), (8, 8), (4, 7)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_transposed_convolution_to_one_channel_matches_torch(shape, channels_last):
     torch.manual_seed(0)
-    x, weight = torch.randn(3, 6, side, side), torch.randn(6, 1, 4, 4)
+    x, weight = torch.randn(3, 6, *shape, dtype=torch.float64), torch.randn(6, 1, 4, 4, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     expected = F.conv_transpose2d(x, weight, stride=2, padding=1)
-    assert torch.allclose(strided_conv.transposed_to_one_channel(x, weight), expected, atol=1e-5)
+    assert torch.allclose(strided_conv.transposed_to_one_channel(x, weight), expected, atol=1e-12)
 
 
 def test_fp32_and_large_maps_keep_onednn(monkeypatch):

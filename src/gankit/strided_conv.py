@@ -5,7 +5,7 @@ Two shapes run far below oneDNN's usual speed here (`gankit bench`; docs/perform
   35–60% of their forward speed: computed as one matrix product of the output gradient with the 4×4 patches of
   the input (im2col), near the matmul peak;
 - 1-channel outputs of a transposed convolution (G's output layer, and the input gradient of D's first layer,
-  which is the same operation): 3–4× faster as one matrix product and a sum of four shifted slices.
+  which is the same operation): 3–4× faster as one matrix product and two additions of strided views.
 Everything else stays oneDNN's; the arithmetic is the same sums in another order. This module imports only torch.
 """
 
@@ -37,28 +37,36 @@ def patch_weight_grad(rows: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     return grad.view(-1, 4, 4, b).permute(0, 3, 1, 2)
 
 
-# conv_transpose2d(stride 2, padding 1, 4×4 kernel): output row 2i + a sums input rows i + d over the kernel rows
-# k of TAPS[a] as (k, d); the same holds for columns.
-TAPS = (((1, 0), (3, -1)), ((0, 1), (2, 0)))
+# conv_transpose2d(stride 2, padding 1, 4×4 kernel): output row 2i + a sums input rows i + a - t, t = 0, 1, through
+# kernel row 2t - a + 1; the same holds for columns. KERNEL_ROWS lists those kernel rows in (a, t) order.
+KERNEL_ROWS = [1, 3, 0, 2]
 
 
 def transposed_to_one_channel(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """conv_transpose2d(x, weight, stride=2, padding=1) for weight (C, 1, 4, 4): (N, C, H, W) → (N, 1, 2H, 2W).
 
-    One matrix product gives every input pixel's 4×4 contribution; each output pixel then sums four of them. oneDNN
-    runs this shape (G's output layer; the input gradient of D's first layer) 3–4× slower.
+    One matrix product gives every input pixel's 16 contributions, ordered (a, t_row, b, t_col); each output pixel
+    (2i + a, 2j + b) then sums four of them, from input pixels (i + a - t_row, j + b - t_col). Those sums are two
+    additions of strided views (columns, then rows) over the zero-padded products: a view's phase dimension steps
+    one pixel and one phase at once. oneDNN runs this shape (G's output layer; the input gradient of D's first layer)
+    3–4× slower; summing 16 shifted slices one by one ran serially on maps of ≤ 65,536 values (2026-11-30).
     """
     n, c, h, w = x.shape
-    contributions = (x.permute(0, 2, 3, 1).reshape(-1, c) @ weight.reshape(c, 16)).view(n, h, w, 4, 4)
-    contributions = F.pad(contributions, (0, 0, 0, 0, 1, 1, 1, 1))
-    rows = []
-    for row_taps in TAPS:
-        columns = []
-        for column_taps in TAPS:
-            columns.append(sum(contributions[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w, ky, kx]
-                               for ky, dy in row_taps for kx, dx in column_taps))
-        rows.append(torch.stack(columns, dim=-1))  # (N, H, W, 2): output columns 2j, 2j + 1
-    return torch.stack(rows, dim=2).reshape(n, 1, 2 * h, 2 * w)  # (N, H, 2, W, 2) → (N, 1, 2H, 2W)
+    taps = weight[:, 0][:, KERNEL_ROWS][:, :, KERNEL_ROWS]  # (C, (a, t_row), (b, t_col))
+    products = (x.permute(0, 2, 3, 1).reshape(-1, c) @ taps.reshape(c, 16)).view(n, h, w, 16)
+    padded = F.pad(products, (0, 0, 1, 1, 1, 1))  # (N, H + 2, W + 2, (a, t_row, b, t_col)), zeros around
+    s = padded.stride()
+
+    def columns(first: int, t_col: int) -> torch.Tensor:  # [n, r, j, a, t_row, b] = padded[n, r, first + j + b, a, t_row, b, t_col]
+        return padded.as_strided((n, h + 2, w, 2, 2, 2), (s[0], s[1], s[2], 8, 4, s[2] + 2), first * s[2] + t_col)
+
+    by_row = columns(1, 0) + columns(0, 1)  # summed over t_col
+    r = by_row.stride()
+
+    def rows(first: int, t_row: int) -> torch.Tensor:  # [n, i, a, j, b] = by_row[n, first + i + a, j, a, t_row, b]
+        return by_row.as_strided((n, h, 2, w, 2), (r[0], r[1], r[1] + r[3], r[2], r[5]), first * r[1] + t_row * r[4])
+
+    return (rows(1, 0) + rows(0, 1)).reshape(n, 1, 2 * h, 2 * w)
 
 
 def _use_patch_gemm(rows: torch.Tensor) -> bool:
