@@ -48,7 +48,7 @@ def test_bf16_weight_gradient_matches_onednn_and_takes_the_matrix_product(layer,
 
 
 
-@pytest.mark.parametrize("shape", [(5, 5), (8, 8), (4, 7)])
+@pytest.mark.parametrize("shape", [(1, 1), (5, 5), (8, 8), (4, 7)])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_transposed_convolution_to_one_channel_matches_torch(shape, channels_last):
     torch.manual_seed(0)

@@ -55,12 +55,13 @@ def transposed_to_one_channel(x: torch.Tensor, weight: torch.Tensor) -> torch.Te
     taps = weight[:, 0][:, KERNEL_ROWS][:, :, KERNEL_ROWS]  # (C, (a, t_row), (b, t_col))
     products = (x.permute(0, 2, 3, 1).reshape(-1, c) @ taps.reshape(c, 16)).view(n, h, w, 16)
     padded = F.pad(products, (0, 0, 1, 1, 1, 1))  # (N, H + 2, W + 2, (a, t_row, b, t_col)), zeros around
-    s = padded.stride()
+    s = padded.stride()  # a new tensor: its storage starts at offset 0
 
     def columns(first: int, t_col: int) -> torch.Tensor:  # [n, r, j, a, t_row, b] = padded[n, r, first + j + b, a, t_row, b, t_col]
-        return padded.as_strided((n, h + 2, w, 2, 2, 2), (s[0], s[1], s[2], 8, 4, s[2] + 2), first * s[2] + t_col)
+        return padded.as_strided((n, h + 2, w, 2, 2, 2), (s[0], s[1], s[2], 8 * s[3], 4 * s[3], s[2] + 2 * s[3]),
+                                 first * s[2] + t_col * s[3])
 
-    by_row = columns(1, 0) + columns(0, 1)  # summed over t_col
+    by_row = columns(1, 0) + columns(0, 1)  # summed over t_col; a new tensor too
     r = by_row.stride()
 
     def rows(first: int, t_row: int) -> torch.Tensor:  # [n, i, a, j, b] = by_row[n, first + i + a, j, a, t_row, b]
