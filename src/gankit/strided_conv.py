@@ -49,7 +49,7 @@ def transposed_to_one_channel(x: torch.Tensor, weight: torch.Tensor) -> torch.Te
     (2i + a, 2j + b) then sums four of them, from input pixels (i + a - t_row, j + b - t_col). Those sums are two
     additions of strided views (columns, then rows) over the zero-padded products: a view's phase dimension steps
     one pixel and one phase at once. oneDNN runs this shape (G's output layer; the input gradient of D's first layer)
-    3–4× slower; summing 16 shifted slices one by one ran serially on maps of ≤ 65,536 values (2026-11-30).
+    3–4× slower; summing 16 shifted slices one by one ran serially on maps of ≤ 32,768 values (2026-11-30).
     """
     n, c, h, w = x.shape
     taps = weight[:, 0][:, KERNEL_ROWS][:, :, KERNEL_ROWS]  # (C, (a, t_row), (b, t_col))
