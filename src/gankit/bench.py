@@ -34,18 +34,23 @@ from torch.utils.flop_counter import FlopCounterMode
 from .batches import ImageBatches
 from .bench_reference import ReferenceLoop, reference_spec
 from .config import TrainConfig
-from .cpu import keep_freed_memory
+from .cpu import keep_freed_memory, native_bf16
 from .data import load_images, to_model_range
 from .distributed import Dist
 from .engine import Game, Precision, train_step
 from .errors import ConfigError, DataError
 from .losses import LOSSES
 from .nets import build
-from .session import make_optimizer, native_bf16
+from .session import make_optimizer
 from .stats import Stats
 
 RESOLUTIONS = (28, 32, 64)
 MODES = ("reference", "reference, gankit's allocator", "gankit fp32", "gankit fast")
+
+
+def training_modes() -> tuple[str, ...]:
+    """The rows to run: without native bf16 gankit's fast mode is its fp32 mode, and one row of it is enough."""
+    return MODES if native_bf16() else MODES[:-1]
 
 
 def bench_images(n: int = 60000) -> tuple[torch.Tensor, str]:
@@ -63,7 +68,7 @@ def gankit_loop(images: torch.Tensor, resolution: int, batch_size: int, fast: bo
     torch.manual_seed(0)
     spec = reference_spec(images.shape[1], resolution)
     G, D = (m.to(memory_format=torch.channels_last) for m in build("dcgan", spec))
-    dtype = torch.bfloat16 if fast and native_bf16(torch.device("cpu")) else None
+    dtype = torch.bfloat16 if fast and native_bf16() else None
     cfg = TrainConfig(batch_size=batch_size, seed=0, ema=0.999, beta1=0.5, beta2=0.999)
     session = SimpleNamespace(
         cfg=cfg, dist=Dist(), spec=spec,
@@ -163,9 +168,10 @@ def count_flops(step) -> int:
 
 
 def matmul_peaks(seconds: float = 1.0, n: int = 2048) -> dict:
-    """GFLOP/s of a large square matmul in fp32 and in bf16 (best call): the ceiling convolutions can approach."""
-    out = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    """GFLOP/s of a large square matmul in fp32 and in bf16 (best call): the ceiling convolutions can approach. bf16
+    is None on a CPU without native bf16: emulated, one such matmul took a minute (0.3 GFLOP/s)."""
+    out = {"bf16": None}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))[:2 if native_bf16() else 1]:
         a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
         torch.mm(a, b)
         best, start = float("inf"), time.perf_counter()
@@ -288,7 +294,7 @@ def training_bench(resolutions=RESOLUTIONS, batch_size: int = 128, seconds: floa
     for resolution in resolutions:
         loops = {}
         try:
-            for mode in MODES:
+            for mode in training_modes():
                 if mode == "reference":
                     loops[mode] = PlainProcessLoop(images, resolution, batch_size, warmup)
                 elif mode == "reference, gankit's allocator":
@@ -310,7 +316,7 @@ def training_bench(resolutions=RESOLUTIONS, batch_size: int = 128, seconds: floa
                            x_reference=round(row["img_per_s"] / rows["reference"]["img_per_s"], 2),
                            gflop_per_step=round(flops / 1e9, 2), gflop_per_s=round(achieved, 1),
                            fraction_fp32_peak=round(achieved / peaks["fp32"], 3),
-                           fraction_bf16_peak=round(achieved / peaks["bf16"], 3))
+                           fraction_bf16_peak=round(achieved / peaks["bf16"], 3) if peaks["bf16"] else None)
         finally:
             for loop in loops.values():
                 loop.close()
@@ -480,8 +486,8 @@ def _shipped_in_plain_process(path: str, batch: int, repeats: int) -> tuple[floa
 
 def inception_bench(batch: int = 32, repeats: int = 2, rounds: int = 2, path: str | None = None) -> dict:
     """The shipped TorchScript module in a plain child process (the baseline) and in this process under gankit's
-    allocator setting, against gankit's eager rebuild in fp32 and bf16 as `gankit eval` runs them. Rows take turns
-    for `rounds` rounds; each keeps its best."""
+    allocator setting, against gankit's eager rebuild in fp32 and (with native bf16) bf16 as `gankit eval` runs
+    them. Rows take turns for `rounds` rounds; each keeps its best."""
     from .metrics.inception import default_path, load_inception
 
     extractor = load_inception(path)  # also makes this process keep freed memory, as `gankit eval` does
@@ -496,8 +502,9 @@ def inception_bench(batch: int = 32, repeats: int = 2, rounds: int = 2, path: st
     rows = {"as shipped (TorchScript, fp32, plain process)": lambda: _shipped_in_plain_process(shipped_path, batch,
                                                                                                 repeats),
             "as shipped, with gankit's allocator setting": lambda: _rate(shipped, x, repeats),
-            "gankit eager rebuild (fp32)": lambda: _rate(extractor.model, x, repeats),
-            "gankit eager rebuild (bf16, --fast)": lambda: _rate(bf16, x, repeats)}
+            "gankit eager rebuild (fp32)": lambda: _rate(extractor.model, x, repeats)}
+    if native_bf16():  # elsewhere --fast is the fp32 row
+        rows["gankit eager rebuild (bf16, --fast)"] = lambda: _rate(bf16, x, repeats)
     best, features = {}, {}
     for _ in range(rounds):
         for name, measure in rows.items():
@@ -537,17 +544,18 @@ def run_bench(quick: bool = False, out: str | Path = "bench.json", inception: st
 def format_bench(result: dict) -> str:
     lines = [f"machine: {result['machine']}"]
     peaks = result["matmul_peak_gflop_per_s"]
+    bf16_peak = f"{peaks['bf16']} GFLOP/s" if peaks["bf16"] else "none native (gankit's fast mode is its fp32 mode)"
     lines += ["", f"Training, DCGAN (ngf = ndf = 64, z 100), batch {result['training']['batch_size']}, "
-                  f"data: {result['training']['data']}; matmul peak fp32 {peaks['fp32']} GFLOP/s, "
-                  f"bf16 {peaks['bf16']} GFLOP/s",
+                  f"data: {result['training']['data']}; matmul peak fp32 {peaks['fp32']} GFLOP/s, bf16 {bf16_peak}",
               f"{'':<33}{'img/s':>8}{'× ref':>7}{'GFLOP/step':>12}{'GFLOP/s':>9}{'% fp32 pk':>11}"
               f"{'% bf16 pk':>11}{'added MB':>10}"]
     for resolution, rows in result["training"]["rows"].items():
         lines.append(f"{resolution}×{resolution}")
         for mode, r in rows.items():
+            of_bf16 = f"{100 * r['fraction_bf16_peak']:.0f}" if r["fraction_bf16_peak"] is not None else "–"
             lines.append(f"  {mode:<31}{r['img_per_s']:>8.1f}{r['x_reference']:>7.2f}{r['gflop_per_step']:>12.2f}"
-                         f"{r['gflop_per_s']:>9.1f}{100 * r['fraction_fp32_peak']:>11.0f}"
-                         f"{100 * r['fraction_bf16_peak']:>11.0f}{r['added_mb']:>10}")
+                         f"{r['gflop_per_s']:>9.1f}{100 * r['fraction_fp32_peak']:>11.0f}{of_bf16:>11}"
+                         f"{r['added_mb']:>10}")
     for name, table in result.get("profiles", {}).items():
         what = "ms per step" if "op by op" in name else "self CPU time"
         lines += ["", f"Hottest ops, {name} (3 steps of batch 128, {what})", table]

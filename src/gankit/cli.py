@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                           help="use G's EMA weights [when the run has them]")
     evaluate.add_argument("--inception", metavar="PATH", help="a TorchScript Inception file instead of the installed one")
-    evaluate.add_argument("--fast", action="store_true", help="bf16 feature extraction (faster; FID shifts slightly)")
+    evaluate.add_argument("--fast", action="store_true",
+                          help="bf16 feature extraction where the CPU has native bf16 (faster; FID shifts slightly)")
     evaluate.add_argument("--resize", choices=("bilinear", "clean"), default="bilinear",
                           help="how images reach Inception's 299×299: bilinear (pytorch-fid's, the usual protocol) "
                                "or clean (clean-fid's PIL bicubic); default bilinear")
@@ -302,7 +303,11 @@ def _evaluate(args: argparse.Namespace, main_process: bool) -> int:
     from .metrics import inception
 
     def extractor():
-        return inception.load_inception(args.inception, fast=args.fast, resize=args.resize)
+        loaded = inception.load_inception(args.inception, fast=args.fast, resize=args.resize)
+        if args.fast and not loaded.bf16 and main_process:
+            print("gankit: note: this CPU has no native bf16, so --fast extracts in fp32 (emulated bf16 is slower)",
+                  file=sys.stderr)
+        return loaded
 
     if args.n is not None and args.n < 10:
         raise ConfigError(f"--n must be at least 10, got {args.n}")

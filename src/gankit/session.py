@@ -25,7 +25,7 @@ from .errors import CheckpointError, ConfigError, DistributedFailure, Interrupte
 from .images import grid, probability_panel, save_png, side_by_side, to_uint8
 from .losses import LOSSES
 from .nets import NetSpec, build, dcgan_plan
-from .cpu import keep_freed_memory
+from .cpu import keep_freed_memory, native_bf16 as cpu_native_bf16
 from .diagnostics import Watcher, mean_pairwise_distance, non_finite_finding
 from .distributed import Dist
 from .engine import Game, Precision, StopRequested, train_loop
@@ -117,7 +117,7 @@ def _device(name: str) -> torch.device:
 def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return cpu_native_bf16()
 
 
 def net_spec(cfg: TrainConfig, shape: dict) -> NetSpec:
@@ -219,6 +219,9 @@ class Session:
             where = f"{dist.world_size} processes" if dist.active else device.type
             self.say(f"training {cfg.model}/{cfg.loss} on {description}, {cfg.precision} on {where}, "
                      f"step {self.step} → {cfg.steps}, run folder {self.run_dir}")
+            if cfg.precision == "bf16" and device.type == "cpu" and not cpu_native_bf16():
+                self.say("note: this CPU has no native bf16 arithmetic; PyTorch emulates it, many times slower than "
+                         "fp32 (--precision auto picks fp32 here)")
 
     def _distributed(self, module: torch.nn.Module) -> torch.nn.Module:
         if self.cfg.sync_batchnorm and self.dist.active:
