@@ -75,7 +75,14 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
     if cfg.label_smoothing and not loss.label_smoothing:
         raise ConfigError(f"label smoothing has no meaning for the {cfg.loss} loss")
     gp_loss = cfg.loss == "wgan-gp"
-    auto_bf16 = dcgan and native_bf16(_device(cfg.device))  # toy points need fp32: bf16 rounds 1.0 to 2^-8
+    device = _device(cfg.device)
+    auto_bf16 = dcgan and native_bf16(device)  # toy points need fp32: bf16 rounds 1.0 to 2^-8
+    # At 28×28 a G 1.5× wider than D beat ngf = ndf = 64 after 10 and 30 CPU-minutes on Fashion-MNIST with bf16 (FID
+    # 21.1 vs 22.6, 18.7–19.1 vs 20.7); on a CPU without native bf16, where every step is fp32 and ~3.5× slower,
+    # the narrower G's extra steps won after 10 minutes (29.8 and 30.0 vs 32.4; docs/performance.md). Other
+    # resolutions keep DCGAN's 64 until measured. A function of the machine, not of --precision, so that runs in
+    # both precisions on one machine have the same networks.
+    wide_g = resolution == 28 and (device.type != "cpu" or native_bf16(device))
     # Learning rates and critic steps: the WGAN papers' own; for the rest, 4e-4 at batch 32 trained DCGAN on
     # Fashion-MNIST to a clearly lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs/performance.md).
     lr = {"wgan": 5e-5, "wgan-gp": 1e-4}.get(cfg.loss, 4e-4 if dcgan else 2e-4)
@@ -86,9 +93,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         resolution=resolution,
         conditional=conditional,
         latent_dim=cfg.latent_dim or (100 if dcgan else 2),
-        # At 28×28 a G 1.5× wider than D beat ngf = ndf = 64 after 10 and 30 CPU-minutes on Fashion-MNIST (FID 21.1
-        # vs 22.6, 18.7–19.1 vs 20.7; docs/performance.md); other resolutions keep DCGAN's 64 until measured.
-        width_g=cfg.width_g or ((96 if resolution == 28 else 64) if dcgan else 256),
+        width_g=cfg.width_g or ((96 if wide_g else 64) if dcgan else 256),
         width_d=cfg.width_d or (64 if dcgan else 256),
         batchnorm_g=cfg.batchnorm_g if cfg.batchnorm_g is not None else dcgan,
         # A per-sample gradient penalty is wrong under batch norm (Gulrajani et al.), and SN replaces it.
