@@ -150,15 +150,22 @@ def _rss_mb(field: str = "VmRSS:") -> float:
     return total
 
 
-def time_steps(step, images_per_step: int, seconds: float, warmup: int = 1) -> dict:
-    """img/s of `step` over at least `seconds` (and 2 steps) after `warmup` untimed steps."""
-    for _ in range(warmup):
+def time_steps(step, images_per_step: int, seconds: float, warmup: int = 1, step_s: float = 0.0) -> dict:
+    """img/s of `step` over at least `seconds` (and 2 steps) after `warmup` untimed steps, and the seconds per step.
+
+    A step known (`step_s`) to take longer than `seconds` is timed once, with no untimed step before it: the caches
+    another loop left cost a step microseconds to milliseconds, nothing next to seconds. This keeps `--quick` within
+    its time at 64×64 on a slow CPU, where one classic step of batch 128 takes ~5 s.
+    """
+    long_steps = step_s > seconds
+    for _ in range(0 if long_steps else warmup):
         step()
     steps, start = 0, time.perf_counter()
-    while steps < 2 or time.perf_counter() - start < seconds:
+    while steps < (1 if long_steps else 2) or time.perf_counter() - start < seconds:
         step()
         steps += 1
-    return {"img_per_s": images_per_step * steps / (time.perf_counter() - start), "steps": steps}
+    elapsed = time.perf_counter() - start
+    return {"img_per_s": images_per_step * steps / elapsed, "steps": steps, "step_s": elapsed / steps}
 
 
 def count_flops(step) -> int:
@@ -191,11 +198,15 @@ class _InProcess:
         with PeakRSS() as rss:
             self.step, self.close = make()
             for _ in range(warmup + 1):
+                start = time.perf_counter()
                 self.step()
+        self.step_s = time.perf_counter() - start  # the last warm-up step's: tells `time` how long steps are
         self.added_mb = round(rss.peak - before)
 
     def time(self, images_per_step: int, seconds: float) -> dict:
-        return time_steps(self.step, images_per_step, seconds)
+        timed = time_steps(self.step, images_per_step, seconds, step_s=self.step_s)
+        self.step_s = timed["step_s"]
+        return timed
 
     def flops(self) -> int:
         return count_flops(self.step)
@@ -247,6 +258,10 @@ class PlainProcessLoop:
 
 def serve_plain_reference(conn) -> None:
     """The child of `PlainProcessLoop`: answers its requests until "close"."""
+    # A spawned child inherits "spawn" as its start method; a user's fresh interpreter has the platform's default
+    # (fork on Linux), which is what the classic loop's DataLoader workers start with there. Spawned workers each
+    # re-import torch: ~5 s more per start, and again at every epoch.
+    multiprocessing.set_start_method(None, force=True)
     loop = None
     try:
         while True:
@@ -283,7 +298,7 @@ def training_bench(resolutions=RESOLUTIONS, batch_size: int = 128, seconds: floa
     """Every mode at every resolution: one dict per resolution, one row per mode.
 
     Per resolution the loops take turns, one at a time, `rounds` rounds of seconds/rounds each (after one untimed
-    step, so no loop pays for the caches the previous one left), and each row keeps its best round: a neighbour
+    step, so no loop pays for the caches the previous one left; steps longer than a round are timed one a round), and each row keeps its best round: a neighbour
     slowing the shared machine for a while then hits all rows alike. The baseline, "reference", is the classic loop
     in a plain child process (`PlainProcessLoop`); the same loop in this process, under gankit's allocator setting,
     is the row after it. `added_mb` is the resident memory each loop adds (its data, workers, activations).
@@ -529,7 +544,7 @@ def run_bench(quick: bool = False, out: str | Path = "bench.json", inception: st
     result["matmul_peak_gflop_per_s"] = peaks
     result["training"] = {"data": source, "batch_size": 128,
                           "rows": training_bench(seconds=2.4 if quick else 12.0, warmup=0 if quick else 2,
-                                                 images=images, peaks=peaks)}
+                                                 images=images, peaks=peaks, rounds=2 if quick else 3)}
     if profile:
         result["profiles"] = profile_tables(images)
     try:
