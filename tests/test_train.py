@@ -223,11 +223,14 @@ def test_image_defaults_follow_the_measurements(native_bf16, monkeypatch):
     monkeypatch.setattr(session, "cpu_native_bf16", lambda: native_bf16)
     shape = dict(channels=1, resolution=28, num_classes=10)
     cfg = resolve(TrainConfig(), shape)
-    wide = 96 if native_bf16 else 64  # fp32 steps cost ~3.5× more: the narrower G's extra steps won there
-    assert (cfg.width_g, cfg.width_d, cfg.batch_size, cfg.lr_g, cfg.conditional) == (wide, 64, 32, 4e-4, True)
-    assert resolve(TrainConfig(precision="fp32"), shape).width_g == wide  # the machine decides, not --precision
-    assert resolve(TrainConfig(), dict(shape, resolution=32)).width_g == 64  # not measured there: DCGAN's
-    assert resolve(TrainConfig(width_g=48), shape).width_g == 48
+    widths = (96, 64) if native_bf16 else (48, 48)  # fp32 steps cost ~3.5× more: narrower networks' extra steps won
+    assert (cfg.width_g, cfg.width_d, cfg.batch_size, cfg.lr_g, cfg.conditional) == (*widths, 32, 4e-4, True)
+    fp32 = resolve(TrainConfig(precision="fp32"), shape)
+    assert (fp32.width_g, fp32.width_d) == widths  # the machine decides, not --precision
+    other = resolve(TrainConfig(), dict(shape, resolution=32))
+    assert (other.width_g, other.width_d) == (64, 64)  # not measured there: DCGAN's
+    assert resolve(TrainConfig(width_g=40), shape).width_g == 40
+    assert resolve(TrainConfig(model="mlp"), dict(shape, resolution=0, num_classes=0)).width_d == 256
 
 
 def test_auto_precision_is_bf16_only_with_native_bf16_and_asking_for_it_elsewhere_gets_a_note(

@@ -77,12 +77,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
     gp_loss = cfg.loss == "wgan-gp"
     device = _device(cfg.device)
     auto_bf16 = dcgan and native_bf16(device)  # toy points need fp32: bf16 rounds 1.0 to 2^-8
-    # At 28×28 a G 1.5× wider than D beat ngf = ndf = 64 after 10 and 30 CPU-minutes on Fashion-MNIST with bf16 (FID
-    # 21.1 vs 22.6, 18.7–19.1 vs 20.7); on a CPU without native bf16, where every step is fp32 and ~3.5× slower,
-    # the narrower G's extra steps won after 10 minutes (29.8 and 30.0 vs 32.4; docs/performance.md). Other
-    # resolutions keep DCGAN's 64 until measured. A function of the machine, not of --precision, so that runs in
-    # both precisions on one machine have the same networks.
-    wide_g = resolution == 28 and (device.type != "cpu" or native_bf16(device))
+    width_g, width_d = dcgan_widths(resolution, device) if dcgan else (256, 256)
     # Learning rates and critic steps: the WGAN papers' own; for the rest, 4e-4 at batch 32 trained DCGAN on
     # Fashion-MNIST to a clearly lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs/performance.md).
     lr = {"wgan": 5e-5, "wgan-gp": 1e-4}.get(cfg.loss, 4e-4 if dcgan else 2e-4)
@@ -93,8 +88,8 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         resolution=resolution,
         conditional=conditional,
         latent_dim=cfg.latent_dim or (100 if dcgan else 2),
-        width_g=cfg.width_g or ((96 if wide_g else 64) if dcgan else 256),
-        width_d=cfg.width_d or (64 if dcgan else 256),
+        width_g=cfg.width_g or width_g,
+        width_d=cfg.width_d or width_d,
         batchnorm_g=cfg.batchnorm_g if cfg.batchnorm_g is not None else dcgan,
         # A per-sample gradient penalty is wrong under batch norm (Gulrajani et al.), and SN replaces it.
         batchnorm_d=cfg.batchnorm_d if cfg.batchnorm_d is not None else (dcgan and not cfg.spectral_norm and not gp_loss),
@@ -109,6 +104,22 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         precision={"auto": "bf16" if auto_bf16 else "fp32"}.get(cfg.precision, cfg.precision),
         out=cfg.out or f"runs/{Path(cfg.data).stem}-{cfg.loss}",
     )
+
+
+def dcgan_widths(resolution: int, device: torch.device) -> tuple[int, int]:
+    """G's and D's default widths (DCGAN's ngf, ndf): DCGAN's 64, except at 28×28, where they were measured.
+
+    On Fashion-MNIST with native bf16 a G 1.5× wider than D beat ngf = ndf = 64 after 10 and 30 CPU-minutes (FID
+    21.1 vs 22.6, 18.7–19.1 vs 20.7). On a CPU without it every step is fp32 and ~3.5× slower, and narrower networks'
+    extra steps won: after 10 minutes G 96 / D 64 scored 32.4, 64 / 64 29.8–30.0, 48 / 48 26.9, and after 30
+    48 / 48 21.7 against 64 / 64's 22.3 (docs/performance.md). A function of the machine, not of --precision, so
+    that runs in both precisions on one machine have the same networks.
+    """
+    if resolution != 28:
+        return 64, 64
+    if device.type != "cpu" or native_bf16(device):
+        return 96, 64
+    return 48, 48
 
 
 def _device(name: str) -> torch.device:
