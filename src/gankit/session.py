@@ -111,15 +111,16 @@ def dcgan_widths(resolution: int, device: torch.device) -> tuple[int, int]:
 
     On Fashion-MNIST with native bf16 a G 1.5× wider than D beat ngf = ndf = 64 after 10 and 30 CPU-minutes (FID
     21.1 vs 22.6, 18.7–19.1 vs 20.7). On a CPU without it every step is fp32 and ~3.5× slower, and narrower networks'
-    extra steps won: after 10 minutes G 96 / D 64 scored 32.4, 64 / 64 29.8–30.0, 48 / 48 26.9, and after 30
-    48 / 48 21.7 against 64 / 64's 22.3 (docs/performance.md). A function of the machine, not of --precision, so
-    that runs in both precisions on one machine have the same networks.
+    extra steps won: after 10 minutes G 96 / D 64 scored 32.4, 64 / 64 29.8–30.0, 48 / 48 26.7–26.9, G 48 / D 32
+    26.3, and after 30 G 48 / D 32 21.4, 48 / 48 21.7, 64 / 64 22.3 (docs/performance.md): G 1.5× wider than D again.
+    A function of the machine, not of --precision, so that runs in both precisions on one machine have the same
+    networks.
     """
     if resolution != 28:
         return 64, 64
     if device.type != "cpu" or native_bf16(device):
         return 96, 64
-    return 48, 48
+    return 48, 32
 
 
 def _device(name: str) -> torch.device:
