@@ -181,11 +181,11 @@ def matmul_peaks(seconds: float = 1.0, n: int = 2048) -> dict:
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))[:2 if native_bf16() else 1]:
         a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
         torch.mm(a, b)
-        best, start = float("inf"), time.perf_counter()
-        while best == float("inf") or time.perf_counter() - start < seconds:
+        best, calls, start = float("inf"), 0, time.perf_counter()
+        while calls < 3 or time.perf_counter() - start < seconds:  # one call can be preempted on a busy machine
             t = time.perf_counter()
             torch.mm(a, b)
-            best = min(best, time.perf_counter() - t)
+            best, calls = min(best, time.perf_counter() - t), calls + 1
         out[name] = round(2 * n**3 / best / 1e9, 1)
     return out
 
