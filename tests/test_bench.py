@@ -38,8 +38,9 @@ def test_training_bench_rows_side_by_side(tmp_path):
     assert peaks["fp32"] > 0 and (peaks["bf16"] > 0 if bench.native_bf16() else peaks["bf16"] is None)
     rows = bench.training_bench(resolutions=(16,), batch_size=16, seconds=0.05, warmup=1, images=images,
                                 peaks=peaks)["16"]
-    fast = ["gankit fast"] if bench.native_bf16() else []  # without native bf16 fast mode is the fp32 row
-    assert list(rows) == ["reference", "reference, gankit's allocator", "gankit fp32", *fast]
+    assert list(rows) == list(bench.training_modes())
+    fast = bench.fast_bf16()  # elsewhere fast mode is the fp32 row (and a "gankit bf16" row where bf16 is native)
+    assert list(rows)[:3] == ["reference", "reference, gankit's allocator", "gankit fp32"]
     assert rows["reference"]["x_reference"] == 1.0
     assert not multiprocessing.active_children()  # the classic loop's plain process has ended
     for row in rows.values():
@@ -52,7 +53,7 @@ def test_training_bench_rows_side_by_side(tmp_path):
     assert rows["reference, gankit's allocator"]["gflop_per_step"] == rows["reference"]["gflop_per_step"]
     text = bench.format_bench({"machine": {}, "matmul_peak_gflop_per_s": peaks,
                                "training": {"data": "random", "batch_size": 16, "rows": {"16": rows}}})
-    assert "16×16" in text and "gankit fp32" in text and ("gankit fast" in text) == bool(fast)
+    assert "16×16" in text and "gankit fp32" in text and ("gankit fast" in text) == fast
 
 
 def test_a_step_longer_than_the_turn_is_timed_once_without_an_untimed_step():
@@ -75,10 +76,23 @@ def test_without_native_bf16_the_bench_runs_no_bf16_and_says_fast_mode_is_fp32(m
     assert bench.training_modes() == bench.MODES[:-1]
     row = {"img_per_s": 10.0, "x_reference": 1.0, "gflop_per_step": 1.0, "gflop_per_s": 50.0,
            "fraction_fp32_peak": 0.5, "fraction_bf16_peak": None, "added_mb": 10}
-    text = bench.format_bench({"machine": {}, "matmul_peak_gflop_per_s": peaks,
+    text = bench.format_bench({"machine": {}, "fast_mode": "fp32", "matmul_peak_gflop_per_s": peaks,
                                "training": {"data": "random", "batch_size": 16, "rows": {"16": {"gankit fp32": row}}}})
     assert "bf16 none native (gankit's fast mode is its fp32 mode)" in text
     assert text.splitlines()[-1].split()[-2] == "–"  # no fraction of a bf16 peak
+
+
+def test_where_bf16_is_native_but_slower_the_bench_shows_it_in_its_own_row_and_fast_mode_is_fp32(monkeypatch):
+    from gankit import bench
+
+    monkeypatch.setattr(bench, "native_bf16", lambda: True)
+    monkeypatch.setattr(bench, "fast_bf16", lambda: False)
+    assert bench.training_modes() == (*bench.MODES[:-1], "gankit bf16")
+    row = {"img_per_s": 10.0, "x_reference": 1.0, "gflop_per_step": 1.0, "gflop_per_s": 50.0,
+           "fraction_fp32_peak": 0.5, "fraction_bf16_peak": 1.0, "added_mb": 10}
+    text = bench.format_bench({"machine": {}, "fast_mode": "fp32", "matmul_peak_gflop_per_s": {"fp32": 100.0, "bf16": 50.0},
+                               "training": {"data": "random", "batch_size": 16, "rows": {"16": {"gankit bf16": row}}}})
+    assert "bf16 50.0 GFLOP/s (gankit's fast mode is its fp32 mode)" in text
 
 
 def test_a_failure_in_the_classic_loops_process_is_reported_and_the_process_ends():

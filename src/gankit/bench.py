@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .batches import ImageBatches
 from .bench_reference import ReferenceLoop, reference_spec
 from .config import TrainConfig
-from .cpu import keep_freed_memory, native_bf16
+from .cpu import fast_bf16, keep_freed_memory, native_bf16
 from .data import load_images, to_model_range
 from .distributed import Dist
 from .engine import Game, Precision, train_step
@@ -49,8 +49,11 @@ MODES = ("reference", "reference, gankit's allocator", "gankit fp32", "gankit fa
 
 
 def training_modes() -> tuple[str, ...]:
-    """The rows to run: without native bf16 gankit's fast mode is its fp32 mode, and one row of it is enough."""
-    return MODES if native_bf16() else MODES[:-1]
+    """The rows to run. Where bf16 is not faster than fp32, gankit's fast mode is its fp32 mode, and one row of it is
+    enough; where bf16 is native but slower, a "gankit bf16" row shows by how much."""
+    if fast_bf16():
+        return MODES
+    return MODES[:-1] + (("gankit bf16",) if native_bf16() else ())
 
 
 def bench_images(n: int = 60000) -> tuple[torch.Tensor, str]:
@@ -62,13 +65,13 @@ def bench_images(n: int = 60000) -> tuple[torch.Tensor, str]:
         return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=generator), "random 1×28×28"
 
 
-def gankit_loop(images: torch.Tensor, resolution: int, batch_size: int, fast: bool):
+def gankit_loop(images: torch.Tensor, resolution: int, batch_size: int, bf16: bool):
     """A step function running gankit's engine (`engine.train_step`, as `gankit train` does, EMA included) on the
     classic loop's architecture and optimiser settings; fp32 is the same arithmetic as the reference."""
     torch.manual_seed(0)
     spec = reference_spec(images.shape[1], resolution)
     G, D = (m.to(memory_format=torch.channels_last) for m in build("dcgan", spec))
-    dtype = torch.bfloat16 if fast and native_bf16() else None
+    dtype = torch.bfloat16 if bf16 else None
     cfg = TrainConfig(batch_size=batch_size, seed=0, ema=0.999, beta1=0.5, beta2=0.999)
     session = SimpleNamespace(
         cfg=cfg, dist=Dist(), spec=spec,
@@ -315,8 +318,8 @@ def training_bench(resolutions=RESOLUTIONS, batch_size: int = 128, seconds: floa
                 elif mode == "reference, gankit's allocator":
                     loops[mode] = _InProcess(lambda: _reference(images, resolution, batch_size), warmup)
                 else:
-                    fast = mode == "gankit fast"
-                    loops[mode] = _InProcess(lambda: (gankit_loop(images, resolution, batch_size, fast), _nothing),
+                    bf16 = mode != "gankit fp32"
+                    loops[mode] = _InProcess(lambda: (gankit_loop(images, resolution, batch_size, bf16), _nothing),
                                              warmup)
             rows = {mode: {"img_per_s": 0.0, "steps": 0, "added_mb": loop.added_mb} for mode, loop in loops.items()}
             for _ in range(rounds):
@@ -351,7 +354,7 @@ def scaling_bench(images: torch.Tensor, batches=(16, 32, 64, 128, 256), resoluti
     for resolution in resolutions:
         for batch_size in batches:
             with PeakRSS() as rss:
-                row = time_steps(gankit_loop(images, resolution, batch_size, fast=True), batch_size, seconds, warmup=2)
+                row = time_steps(gankit_loop(images, resolution, batch_size, bf16=fast_bf16()), batch_size, seconds, warmup=2)
             out[f"{resolution}x{batch_size}"] = {"resolution": resolution, "batch_size": batch_size,
                                                  "ms_per_step": round(1000 * batch_size / row["img_per_s"], 1),
                                                  "img_per_s": round(row["img_per_s"], 1),
@@ -418,7 +421,7 @@ def op_times(step, steps: int = 5, top: int = 12) -> dict:
         kinds[kind] += 1000 * seconds / steps
     hottest = sorted(timer.seconds.items(), key=lambda item: -item[1])[:top]
     return {"step_ms": round(plain_ms, 1), "step_ms_timed": round(timed_ms, 1),
-            "ops_ms": round(sum(kinds.values()), 1), "kinds_ms": {k: round(v, 2) for k, v in kinds.items()},
+            "ops_ms": round(sum(kinds.values()), 2), "kinds_ms": {k: round(v, 2) for k, v in kinds.items()},
             "hottest": [{"op": name, "shapes": shapes, "calls_per_step": timer.calls[(name, shapes)] / steps,
                          "ms_per_step": round(1000 * seconds / steps, 2)} for (name, shapes), seconds in hottest]}
 
@@ -439,7 +442,7 @@ def profile_tables(images: torch.Tensor, batch_size: int = 128, steps: int = 3, 
     tables = {}
     for mode, resolution in PROFILED:
         loop = ReferenceLoop(images, resolution, batch_size=batch_size) if mode == "reference" else None
-        step = loop.step if loop else gankit_loop(images, resolution, batch_size, fast=True)
+        step = loop.step if loop else gankit_loop(images, resolution, batch_size, bf16=fast_bf16())
         for _ in range(2):
             step()
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
@@ -518,8 +521,9 @@ def inception_bench(batch: int = 32, repeats: int = 2, rounds: int = 2, path: st
                                                                                                 repeats),
             "as shipped, with gankit's allocator setting": lambda: _rate(shipped, x, repeats),
             "gankit eager rebuild (fp32)": lambda: _rate(extractor.model, x, repeats)}
-    if native_bf16():  # elsewhere --fast is the fp32 row
-        rows["gankit eager rebuild (bf16, --fast)"] = lambda: _rate(bf16, x, repeats)
+    if native_bf16():  # elsewhere bf16 is emulated, many times slower, and --fast is the fp32 row
+        name = "gankit eager rebuild (bf16, --fast)" if fast_bf16() else "gankit eager rebuild (bf16; --fast: fp32)"
+        rows[name] = lambda: _rate(bf16, x, repeats)
     best, features = {}, {}
     for _ in range(rounds):
         for name, measure in rows.items():
@@ -538,7 +542,7 @@ def machine() -> dict:
 
 def run_bench(quick: bool = False, out: str | Path = "bench.json", inception: str | None = None,
               profile: bool = False) -> dict:
-    result = {"machine": machine()}
+    result = {"machine": machine(), "fast_mode": "bf16" if fast_bf16() else "fp32"}
     images, source = bench_images()
     peaks = matmul_peaks(seconds=0.5 if quick else 2.0)
     result["matmul_peak_gflop_per_s"] = peaks
@@ -559,7 +563,9 @@ def run_bench(quick: bool = False, out: str | Path = "bench.json", inception: st
 def format_bench(result: dict) -> str:
     lines = [f"machine: {result['machine']}"]
     peaks = result["matmul_peak_gflop_per_s"]
-    bf16_peak = f"{peaks['bf16']} GFLOP/s" if peaks["bf16"] else "none native (gankit's fast mode is its fp32 mode)"
+    bf16_peak = f"{peaks['bf16']} GFLOP/s" if peaks["bf16"] else "none native"
+    if result.get("fast_mode") == "fp32":
+        bf16_peak += " (gankit's fast mode is its fp32 mode)"
     lines += ["", f"Training, DCGAN (ngf = ndf = 64, z 100), batch {result['training']['batch_size']}, "
                   f"data: {result['training']['data']}; matmul peak fp32 {peaks['fp32']} GFLOP/s, bf16 {bf16_peak}",
               f"{'':<33}{'img/s':>8}{'× ref':>7}{'GFLOP/step':>12}{'GFLOP/s':>9}{'% fp32 pk':>11}"

@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="use G's EMA weights [when the run has them]")
     evaluate.add_argument("--inception", metavar="PATH", help="a TorchScript Inception file instead of the installed one")
     evaluate.add_argument("--fast", action="store_true",
-                          help="bf16 feature extraction where the CPU has native bf16 (faster; FID shifts slightly)")
+                          help="bf16 feature extraction where bf16 is faster than fp32 on this CPU (FID shifts slightly)")
     evaluate.add_argument("--resize", choices=("bilinear", "clean"), default="bilinear",
                           help="how images reach Inception's 299×299: bilinear (pytorch-fid's, the usual protocol) "
                                "or clean (clean-fid's PIL bicubic); default bilinear")
@@ -299,14 +299,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, main_process: bool) -> int:
+    from .cpu import bf16_note
     from .metrics import evaluate as ev
     from .metrics import inception
 
     def extractor():
         loaded = inception.load_inception(args.inception, fast=args.fast, resize=args.resize)
         if args.fast and not loaded.bf16 and main_process:
-            print("gankit: note: this CPU has no native bf16, so --fast extracts in fp32 (emulated bf16 is slower)",
-                  file=sys.stderr)
+            print(f"gankit: note: {bf16_note()}, so --fast extracts in fp32", file=sys.stderr)
         return loaded
 
     if args.n is not None and args.n < 10:

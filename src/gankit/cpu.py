@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
+import time
 
 import torch
 
@@ -31,5 +33,44 @@ def keep_freed_memory() -> bool:
 def native_bf16() -> bool:
     """Whether oneDNN runs bf16 natively on this CPU (AVX-512 BF16 or AMX). Elsewhere (AVX2-only CPUs: Intel's laptop
     chips, AMD's before Zen 4) PyTorch emulates it: a 2048² bf16 matmul ran at 0.3 GFLOP/s on an AMD EPYC (Zen 3)
-    against 115 in fp32, so gankit's fast modes stay fp32 there."""
+    against 115 in fp32."""
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+BF16_PAYS = 1.25  # bf16 must beat fp32 by this much to be gankit's fast arithmetic; measured: 2.3× or ≤ 0.55×
+
+
+@functools.cache
+def bf16_speedup(n: int = 1024, calls: int = 4) -> float | None:
+    """bf16 over fp32 throughput of an n² matmul on this CPU (best of `calls` each, taking turns); None without
+    native bf16, where one such matmul would take seconds.
+
+    Native is not the same as fast: AVX-512 BF16 on a CPU whose AMX units are hidden (a Xeon "Emerald Rapids" VM)
+    ran bf16 matmuls and convolutions at 0.5–0.6× fp32, where a CPU with full-rate bf16 ran them 2.3× faster.
+    """
+    if not native_bf16():
+        return None
+    best = {torch.float32: float("inf"), torch.bfloat16: float("inf")}
+    operands = {dtype: (torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)) for dtype in best}
+    for dtype, (a, b) in operands.items():
+        torch.mm(a, b)  # oneDNN builds its kernel on the first call
+    for _ in range(calls):
+        for dtype, (a, b) in operands.items():
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best[dtype] = min(best[dtype], time.perf_counter() - start)
+    return best[torch.float32] / best[torch.bfloat16]
+
+
+def fast_bf16() -> bool:
+    """Whether bf16 autocast is gankit's fast arithmetic here: native, and measured clearly faster than fp32."""
+    speedup = bf16_speedup()
+    return speedup is not None and speedup >= BF16_PAYS
+
+
+def bf16_note() -> str:
+    """Why bf16 is not gankit's fast arithmetic on this CPU, for a note to the user."""
+    speedup = bf16_speedup()
+    if speedup is None:
+        return "this CPU has no native bf16 arithmetic; PyTorch emulates it, many times slower than fp32"
+    return f"bf16 ran at {speedup:.2f}× the speed of fp32 on this CPU (a matmul, timed at start)"

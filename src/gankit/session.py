@@ -25,7 +25,7 @@ from .errors import CheckpointError, ConfigError, DistributedFailure, Interrupte
 from .images import grid, probability_panel, save_png, side_by_side, to_uint8
 from .losses import LOSSES
 from .nets import NetSpec, build, dcgan_plan
-from .cpu import keep_freed_memory, native_bf16 as cpu_native_bf16
+from .cpu import bf16_note, fast_bf16 as cpu_fast_bf16, keep_freed_memory
 from .diagnostics import Watcher, mean_pairwise_distance, non_finite_finding
 from .distributed import Dist
 from .engine import Game, Precision, StopRequested, train_loop
@@ -76,7 +76,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         raise ConfigError(f"label smoothing has no meaning for the {cfg.loss} loss")
     gp_loss = cfg.loss == "wgan-gp"
     device = _device(cfg.device)
-    auto_bf16 = dcgan and native_bf16(device)  # toy points need fp32: bf16 rounds 1.0 to 2^-8
+    auto_bf16 = dcgan and fast_bf16(device)  # toy points need fp32: bf16 rounds 1.0 to 2^-8
     width_g, width_d = dcgan_widths(resolution, device) if dcgan else (256, 256)
     # Learning rates and critic steps: the WGAN papers' own; for the rest, 4e-4 at batch 32 trained DCGAN on
     # Fashion-MNIST to a clearly lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs/performance.md).
@@ -118,7 +118,7 @@ def dcgan_widths(resolution: int, device: torch.device) -> tuple[int, int]:
     """
     if resolution != 28:
         return 64, 64
-    if device.type != "cpu" or native_bf16(device):
+    if device.type != "cpu" or fast_bf16(device):
         return 96, 64
     return 48, 32
 
@@ -131,10 +131,10 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def native_bf16(device: torch.device) -> bool:
+def fast_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return cpu_native_bf16()
+    return cpu_fast_bf16()
 
 
 def net_spec(cfg: TrainConfig, shape: dict) -> NetSpec:
@@ -236,9 +236,8 @@ class Session:
             where = f"{dist.world_size} processes" if dist.active else device.type
             self.say(f"training {cfg.model}/{cfg.loss} on {description}, {cfg.precision} on {where}, "
                      f"step {self.step} → {cfg.steps}, run folder {self.run_dir}")
-            if cfg.precision == "bf16" and device.type == "cpu" and not cpu_native_bf16():
-                self.say("note: this CPU has no native bf16 arithmetic; PyTorch emulates it, many times slower than "
-                         "fp32 (--precision auto picks fp32 here)")
+            if cfg.precision == "bf16" and device.type == "cpu" and not cpu_fast_bf16():
+                self.say(f"note: {bf16_note()} (--precision auto picks fp32 here)")
 
     def _distributed(self, module: torch.nn.Module) -> torch.nn.Module:
         if self.cfg.sync_batchnorm and self.dist.active:
