@@ -90,7 +90,8 @@ def test_where_bf16_is_native_but_slower_the_bench_shows_it_in_its_own_row_and_f
     assert bench.training_modes() == (*bench.MODES[:-1], "gankit bf16")
     row = {"img_per_s": 10.0, "x_reference": 1.0, "gflop_per_step": 1.0, "gflop_per_s": 50.0,
            "fraction_fp32_peak": 0.5, "fraction_bf16_peak": 1.0, "added_mb": 10}
-    text = bench.format_bench({"machine": {}, "fast_mode": "fp32", "matmul_peak_gflop_per_s": {"fp32": 100.0, "bf16": 50.0},
+    peaks = {"fp32": 100.0, "bf16": 50.0}
+    text = bench.format_bench({"machine": {}, "fast_mode": "fp32", "matmul_peak_gflop_per_s": peaks,
                                "training": {"data": "random", "batch_size": 16, "rows": {"16": {"gankit bf16": row}}}})
     assert "bf16 50.0 GFLOP/s (gankit's fast mode is its fp32 mode)" in text
 

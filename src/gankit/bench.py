@@ -354,7 +354,8 @@ def scaling_bench(images: torch.Tensor, batches=(16, 32, 64, 128, 256), resoluti
     for resolution in resolutions:
         for batch_size in batches:
             with PeakRSS() as rss:
-                row = time_steps(gankit_loop(images, resolution, batch_size, bf16=fast_bf16()), batch_size, seconds, warmup=2)
+                step = gankit_loop(images, resolution, batch_size, bf16=fast_bf16())
+                row = time_steps(step, batch_size, seconds, warmup=2)
             out[f"{resolution}x{batch_size}"] = {"resolution": resolution, "batch_size": batch_size,
                                                  "ms_per_step": round(1000 * batch_size / row["img_per_s"], 1),
                                                  "img_per_s": round(row["img_per_s"], 1),

@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="use G's EMA weights [when the run has them]")
     evaluate.add_argument("--inception", metavar="PATH", help="a TorchScript Inception file instead of the installed one")
     evaluate.add_argument("--fast", action="store_true",
-                          help="bf16 feature extraction where bf16 is faster than fp32 on this CPU (FID shifts slightly)")
+                          help="bf16 feature extraction where bf16 beats fp32 on this CPU (FID shifts slightly)")
     evaluate.add_argument("--resize", choices=("bilinear", "clean"), default="bilinear",
                           help="how images reach Inception's 299×299: bilinear (pytorch-fid's, the usual protocol) "
                                "or clean (clean-fid's PIL bicubic); default bilinear")
