@@ -1,5 +1,6 @@
 # make demo: set up and train a DCGAN on Fashion-MNIST into runs/demo/: 12,000 steps or 10 minutes, whichever comes
-# first (2 cores with native bf16 do the 12,000 steps in ~9 minutes; AVX2-only cores 9,400–14,100 steps in fp32)
+# first (2 cores with fast bf16 do the 12,000 steps in ~9 minutes, AVX-512 ones in fp32 in ~9.5; AVX2-only cores
+# 9,400–14,100 steps in fp32)
 # make test: set up and run the whole test suite
 PYTHON ?= python3
 VENV := .venv

@@ -214,16 +214,18 @@ def test_augmentation_reaches_every_d_input_of_both_updates(tmp_path, tiny_dcgan
     assert seen == []
 
 
-@pytest.mark.parametrize("fast_bf16", [True, False])
-def test_image_defaults_follow_the_measurements(fast_bf16, monkeypatch):
+@pytest.mark.parametrize("fast_bf16, vectors, widths", [(True, "AVX512", (96, 64)), (False, "AVX512", (96, 64)),
+                                                         (False, "AVX2", (48, 32))])
+def test_image_defaults_follow_the_measurements(fast_bf16, vectors, widths, monkeypatch):
     from gankit import session
     from gankit.config import TrainConfig
     from gankit.session import resolve
 
     monkeypatch.setattr(session, "cpu_fast_bf16", lambda: fast_bf16)
+    monkeypatch.setattr(session, "get_cpu_capability", lambda: vectors)
     shape = dict(channels=1, resolution=28, num_classes=10)
     cfg = resolve(TrainConfig(), shape)
-    widths = (96, 64) if fast_bf16 else (48, 32)  # fp32 steps cost ~3.5× more: narrower networks' extra steps won
+    # where a step is ~3.5× slower (fp32 on AVX2), narrower networks' extra steps won
     assert (cfg.width_g, cfg.width_d, cfg.batch_size, cfg.lr_g, cfg.conditional) == (*widths, 32, 4e-4, True)
     fp32 = resolve(TrainConfig(precision="fp32"), shape)
     assert (fp32.width_g, fp32.width_d) == widths  # the machine decides, not --precision

@@ -38,8 +38,8 @@ class TrainConfig:
     conditioning: str = "projection"  # how a conditional D sees labels: projection or concat
     class_batchnorm: bool = False  # conditional DCGAN: G's batch-norm scale and shift are learned per class
     latent_dim: int | None = None  # size of z ~ N(0, I); None = 100 for dcgan, 2 for mlp
-    width_g: int | None = None  # G width (DCGAN ngf, MLP hidden units); None = 96 for dcgan at 28×28 (48 on a CPU where bf16 is not faster than fp32), 64 at other sides, 256 for mlp
-    width_d: int | None = None  # D width (DCGAN ndf, MLP hidden units); None = 64 for dcgan (32 at 28×28 on a CPU where bf16 is not faster than fp32), 256 for mlp
+    width_g: int | None = None  # G width (DCGAN ngf, MLP hidden units); None = 96 for dcgan at 28×28 (48 on an AVX2-only CPU), 64 at other sides, 256 for mlp
+    width_d: int | None = None  # D width (DCGAN ndf, MLP hidden units); None = 64 for dcgan (32 at 28×28 on an AVX2-only CPU), 256 for mlp
     depth: int = 3  # MLP hidden layers per network
     batchnorm_g: bool | None = None  # batch norm in G; None = on for dcgan, off for mlp
     batchnorm_d: bool | None = None  # batch norm in D (never on its input); None = on for dcgan unless spectral norm, off for mlp

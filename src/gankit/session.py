@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.backends.cpu import get_cpu_capability
 from tqdm import tqdm
 
 from . import checkpoint
@@ -109,16 +110,18 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
 def dcgan_widths(resolution: int, device: torch.device) -> tuple[int, int]:
     """G's and D's default widths (DCGAN's ngf, ndf): DCGAN's 64, except at 28×28, where they were measured.
 
-    On Fashion-MNIST with native bf16 a G 1.5× wider than D beat ngf = ndf = 64 after 10 and 30 CPU-minutes (FID
-    21.1 vs 22.6, 18.7–19.1 vs 20.7). On a CPU without it every step is fp32 and ~3.5× slower, and narrower networks'
-    extra steps won: after 10 minutes G 96 / D 64 scored 32.4, 64 / 64 29.8–30.0, 48 / 48 26.7–26.9, G 48 / D 32
-    26.3, and after 30 G 48 / D 32 21.4, 48 / 48 21.7, 64 / 64 22.3 (docs/performance.md): G 1.5× wider than D again.
-    A function of the machine, not of --precision, so that runs in both precisions on one machine have the same
-    networks.
+    Where a G 96 / D 64 step is fast — bf16 on a CPU that runs it faster than fp32, fp32 on an AVX-512 CPU, ~43–48 ms
+    on 2 cores — a G 1.5× wider than D beat ngf = ndf = 64 on Fashion-MNIST after 10 and 30 CPU-minutes (FID 21.1 vs
+    22.6, 18.7–19.1 vs 20.7). On an AVX2-only CPU every step is fp32 and ~3.5× slower, and narrower networks' extra
+    steps won: after 10 minutes G 96 / D 64 scored 32.4, 64 / 64 29.8–30.0, 48 / 48 26.7–26.9, G 48 / D 32 26.3, and
+    after 30 G 48 / D 32 21.4, 48 / 48 21.7, 64 / 64 22.3: G 1.5× wider than D again. On an AVX-512 CPU whose bf16 is
+    slower than fp32, G 48 / D 32 and G 96 / D 64 in fp32 tied after 10 minutes (21.7 and 21.8) and 96 / 64 won after
+    30 (19.9 vs 21.1) (docs/performance.md). A function of the machine, not of --precision, so that runs in both
+    precisions on one machine have the same networks.
     """
     if resolution != 28:
         return 64, 64
-    if device.type != "cpu" or fast_bf16(device):
+    if device.type != "cpu" or fast_bf16(device) or get_cpu_capability() == "AVX512":
         return 96, 64
     return 48, 32
 
