@@ -245,6 +245,7 @@ def test_auto_precision_is_bf16_only_where_it_is_faster_and_asking_for_it_elsewh
         assert json.loads((run / "config.json").read_text())["precision"] == ("bf16" if fast else "fp32")
     run = train(out=str(tmp_path / "toy"), steps=2, show_progress=False, **tiny_toy)
     assert json.loads((run / "config.json").read_text())["precision"] == "fp32"  # toy points stay fp32 everywhere
+    monkeypatch.setattr(session, "cpu_fast_bf16", lambda: False)
     for speedup, note in ((None, "no native bf16 arithmetic"), (0.52, "bf16 ran at 0.52× the speed of fp32")):
         monkeypatch.setattr(cpu, "bf16_speedup", lambda: speedup)
         capsys.readouterr()

@@ -505,8 +505,8 @@ def _shipped_in_plain_process(path: str, batch: int, repeats: int) -> tuple[floa
 
 def inception_bench(batch: int = 32, repeats: int = 2, rounds: int = 2, path: str | None = None) -> dict:
     """The shipped TorchScript module in a plain child process (the baseline) and in this process under gankit's
-    allocator setting, against gankit's eager rebuild in fp32 and (with native bf16) bf16 as `gankit eval` runs
-    them. Rows take turns for `rounds` rounds; each keeps its best."""
+    allocator setting, against gankit's eager rebuild in fp32 and (where bf16 is native) bf16, as `gankit eval`
+    (--fast where bf16 beats fp32) runs them. Rows take turns for `rounds` rounds; each keeps its best."""
     from .metrics.inception import default_path, load_inception
 
     extractor = load_inception(path)  # also makes this process keep freed memory, as `gankit eval` does
