@@ -112,12 +112,13 @@ def dcgan_widths(resolution: int, device: torch.device) -> tuple[int, int]:
 
     Where a G 96 / D 64 step is fast — bf16 on a CPU that runs it faster than fp32, fp32 on an AVX-512 Xeon: ~43–48
     ms on 2 cores — a G 1.5× wider than D beat ngf = ndf = 64 on Fashion-MNIST after 10 and 30 CPU-minutes (FID 21.1
-    vs 22.6, 18.7–19.1 vs 20.7). On an AVX2-only CPU every step is fp32 and ~3.5× slower, and narrower networks' extra
-    steps won: after 10 minutes G 96 / D 64 scored 32.4, 64 / 64 29.8–30.0, 48 / 48 26.7–26.9, G 48 / D 32 26.3, and
-    after 30 G 48 / D 32 21.4, 48 / 48 21.7, 64 / 64 22.3: G 1.5× wider than D again. On an AVX-512 CPU whose bf16 is
-    slower than fp32, G 48 / D 32 and G 96 / D 64 in fp32 tied after 10 minutes (21.7 and 21.8) and 96 / 64 won after
-    30 (19.9 vs 21.1) (docs/performance.md). AVX-512 stands in for "fp32 is fast": a flag, not a timing, so that the
-    same command on one machine always builds the same networks (and both precisions build the same ones too).
+    vs 22.6, 18.7–19.1 vs 20.7). On an AVX2-only CPU every step is fp32 and ~3.5× slower, and narrower networks'
+    extra steps won: after 10 minutes G 96 / D 64 scored 32.4, 64 / 64 29.8–30.0, 48 / 48 26.7–26.9, G 48 / D 32
+    26.3, and after 30 G 48 / D 32 21.4, 48 / 48 21.7, 64 / 64 22.3: G 1.5× wider than D again. On an AVX-512 CPU
+    whose bf16 is slower than fp32, G 48 / D 32 and G 96 / D 64 in fp32 tied after 10 minutes (21.7 and 21.8) and
+    96 / 64 won after 30 (19.9 vs 21.1) (docs/performance.md). AVX-512 stands in for "fp32 is fast": a flag, not a
+    timing, so that the same command on one machine always builds the same networks (and both precisions build the
+    same ones too).
     """
     if resolution != 28:
         return 64, 64
