@@ -110,7 +110,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
 def dcgan_widths(resolution: int, device: torch.device) -> tuple[int, int]:
     """G's and D's default widths (DCGAN's ngf, ndf): DCGAN's 64, except at 28×28, where they were measured.
 
-    Where a G 96 / D 64 step is fast — bf16 on a CPU that runs it faster than fp32, fp32 on an AVX-512 Xeon: ~43–48
+    Where a G 96 / D 64 step is fast — bf16 on a CPU that runs it faster than fp32, fp32 on an AVX-512 Xeon: ~43–53
     ms on 2 cores — a G 1.5× wider than D beat ngf = ndf = 64 on Fashion-MNIST after 10 and 30 CPU-minutes (FID 21.1
     vs 22.6, 18.7–19.1 vs 20.7). On an AVX2-only CPU every step is fp32 and ~3.5× slower, and narrower networks'
     extra steps won: after 10 minutes G 96 / D 64 scored 32.4, 64 / 64 29.8–30.0, 48 / 48 26.7–26.9, G 48 / D 32
