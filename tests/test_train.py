@@ -229,6 +229,9 @@ def test_image_defaults_follow_the_measurements(fast_bf16, vectors, widths, monk
     assert (cfg.width_g, cfg.width_d, cfg.batch_size, cfg.lr_g, cfg.conditional) == (*widths, 32, 4e-4, True)
     fp32 = resolve(TrainConfig(precision="fp32"), shape)
     assert (fp32.width_g, fp32.width_d) == widths  # the machine decides, not --precision
+    for minutes, budget_widths in ((10, (48, 32)), (15, (48, 32)), (30, widths)):
+        timed = resolve(TrainConfig(max_minutes=minutes), shape)  # a short budget buys too few wide updates on a CPU
+        assert (timed.width_g, timed.width_d) == budget_widths
     other = resolve(TrainConfig(), dict(shape, resolution=32))
     assert (other.width_g, other.width_d) == (64, 64)  # not measured there: DCGAN's
     assert resolve(TrainConfig(width_g=40), shape).width_g == 40

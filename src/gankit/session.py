@@ -78,7 +78,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
     gp_loss = cfg.loss == "wgan-gp"
     device = _device(cfg.device)
     auto_bf16 = cfg.precision == "auto" and dcgan and fast_bf16(device)  # toy points need fp32: bf16 rounds 1.0 to 2^-8
-    width_g, width_d = dcgan_widths(resolution, device) if dcgan else (256, 256)
+    width_g, width_d = dcgan_widths(resolution, device, cfg.max_minutes) if dcgan else (256, 256)
     # Learning rates and critic steps: the WGAN papers' own; for the rest, 4e-4 at batch 32 trained DCGAN on
     # Fashion-MNIST to a clearly lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs/performance.md).
     lr = {"wgan": 5e-5, "wgan-gp": 1e-4}.get(cfg.loss, 4e-4 if dcgan else 2e-4)
@@ -107,22 +107,28 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
     )
 
 
-def dcgan_widths(resolution: int, device: torch.device) -> tuple[int, int]:
+# A wall-clock budget this short buys a CPU too few updates of G 96 / D 64 (docs/performance.md).
+SHORT_CPU_BUDGET_MINUTES = 15
+
+
+def dcgan_widths(resolution: int, device: torch.device, max_minutes: float | None = None) -> tuple[int, int]:
     """G's and D's default widths (DCGAN's ngf, ndf): DCGAN's 64, except at 28×28, where they were measured.
 
-    Where a G 96 / D 64 step is fast — bf16 on a CPU that runs it faster than fp32, fp32 on an AVX-512 Xeon: ~43–53
-    ms on 2 cores — a G 1.5× wider than D beat ngf = ndf = 64 on Fashion-MNIST after 10 and 30 CPU-minutes (FID 21.1
-    vs 22.6, 18.7–19.1 vs 20.7). On an AVX2-only CPU every step is fp32 and ~3.5× slower, and narrower networks'
-    extra steps won: after 10 minutes G 96 / D 64 scored 32.4, 64 / 64 29.8–30.0, 48 / 48 26.7–26.9, G 48 / D 32
-    26.3, and after 30 G 48 / D 32 21.4, 48 / 48 21.7, 64 / 64 22.3: G 1.5× wider than D again. On an AVX-512 CPU
-    whose bf16 is slower than fp32, G 48 / D 32 and G 96 / D 64 in fp32 tied after 10 minutes (21.7 and 21.8) and
-    96 / 64 won after 30 (19.9 vs 21.1) (docs/performance.md). AVX-512 stands in for "fp32 is fast": a flag, not a
-    timing, so that the same command on one machine always builds the same networks (and both precisions build the
-    same ones too).
+    The wider G 96 / D 64 wins where its steps are fast — a GPU, bf16 on a CPU that runs it faster than fp32, fp32 on
+    an AVX-512 CPU: ~43–53 ms a step on 2 cores — and the budget long enough: on Fashion-MNIST after 30 CPU-minutes
+    FID 18.7–19.1 (bf16) and 19.9–20.1 (AVX-512 fp32), against 20.7 for 64 / 64 and 21.1 for G 48 / D 32. Within
+    `SHORT_CPU_BUDGET_MINUTES` on a CPU, G 48 / D 32's 2.3× more updates won or tied: after 10 minutes on the AVX-512
+    CPU 21.7 / 22.2 / 22.7 against 21.8 / 24.6 / 24.3 (three pairs; the last two on slow hours, ~9,500 updates of
+    96 / 64). On an AVX2-only CPU every step is fp32 and a 96 / 64 step ~3.5× slower, so G 48 / D 32 is its default
+    for any budget (10 minutes: 26.3 against 32.4; 30 minutes: 21.4). The rule reads CPU flags and the budget, never
+    a timing, so that one command on one machine always builds the same networks (in both precisions).
     """
     if resolution != 28:
         return 64, 64
-    if device.type != "cpu" or get_cpu_capability() == "AVX512" or fast_bf16(device):
+    if device.type != "cpu":
+        return 96, 64
+    short_budget = max_minutes is not None and max_minutes <= SHORT_CPU_BUDGET_MINUTES
+    if not short_budget and (get_cpu_capability() == "AVX512" or fast_bf16(device)):
         return 96, 64
     return 48, 32
 
@@ -238,8 +244,8 @@ class Session:
             (self.run_dir / "samples").mkdir(exist_ok=True)
             config_mod.save(cfg, self.run_dir / "config.json")
             where = f"{dist.world_size} processes" if dist.active else device.type
-            self.say(f"training {cfg.model}/{cfg.loss} on {description}, {cfg.precision} on {where}, "
-                     f"step {self.step} → {cfg.steps}, run folder {self.run_dir}")
+            self.say(f"training {cfg.model}/{cfg.loss} (G {cfg.width_g} / D {cfg.width_d} wide) on {description}, "
+                     f"{cfg.precision} on {where}, step {self.step} → {cfg.steps}, run folder {self.run_dir}")
             if cfg.precision == "bf16" and device.type == "cpu" and not cpu_fast_bf16():
                 self.say(f"note: {bf16_note()} (--precision auto picks fp32 here)")
 
