@@ -177,6 +177,8 @@ def test_quality_bench_judges_both_loops_on_one_protocol_and_gives_a_conditional
     saved = json.loads((Path(gankit["run"]) / "eval.json").read_text())  # gankit's side is `gankit eval` of its run
     assert saved["metrics"] == gankit["metrics"] and saved["weights"] == "G_ema"
     assert load_generator(gankit["run"])[1].num_classes == 2  # the default G for labelled images is conditional
+    cfg = json.loads((Path(gankit["run"]) / "config.json").read_text())
+    assert f"G {cfg['width_g']} / D {cfg['width_d']} wide" in gankit["config"] and ", conditional," in gankit["config"]
     table = bench_quality.format_quality(result)
     assert "reference" in table and "gankit" in table
 

@@ -6,6 +6,7 @@ against n test images, and the domain classifier's FID and class coverage.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -65,8 +66,11 @@ def quality_bench(minutes: float, n: int = 2000, out_dir: str | Path = "bench-qu
     _say(f"gankit's default configuration for {minutes} minutes")
     run = train(data=data, steps=10**9, max_minutes=minutes, out=str(out_dir / "gankit"), seed=seed,
                 checkpoint_every=10**9, sample_every=10**9, show_progress=False)
-    runs["gankit"] = {"config": "gankit train defaults (28×28, batch 32, lr 4e-4, conditional on the labels, bf16 "
-                                "where supported, EMA G)",
+    cfg = json.loads((run / "config.json").read_text())  # as resolved: the widths follow the CPU and the budget
+    res = cfg["resolution"]
+    runs["gankit"] = {"config": f"gankit train defaults: {res}×{res}, G {cfg['width_g']} / D {cfg['width_d']} wide, "
+                                f"batch {cfg['batch_size']}, lr {cfg['lr_g']:g}, "
+                                f"{'conditional' if cfg['conditional'] else 'unconditional'}, {cfg['precision']}, EMA G",
                       "run": str(run), "train_seconds": read_jsonl(run / "metrics.jsonl")[-1]["time"]}
 
     _say(f"evaluating both on {n} samples vs {n} test images")
