@@ -6,7 +6,6 @@ against n test images, and the domain classifier's FID and class coverage.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .bench_reference import ReferenceLoop
+from .config import from_dict, load_file
 from .data import load_images
 from .errors import ConfigError
 from .images import to_uint8
@@ -66,11 +66,10 @@ def quality_bench(minutes: float, n: int = 2000, out_dir: str | Path = "bench-qu
     _say(f"gankit's default configuration for {minutes} minutes")
     run = train(data=data, steps=10**9, max_minutes=minutes, out=str(out_dir / "gankit"), seed=seed,
                 checkpoint_every=10**9, sample_every=10**9, show_progress=False)
-    cfg = json.loads((run / "config.json").read_text())  # as resolved: the widths follow the CPU and the budget
-    res = cfg["resolution"]
-    runs["gankit"] = {"config": f"gankit train defaults: {res}×{res}, G {cfg['width_g']} / D {cfg['width_d']} wide, "
-                                f"batch {cfg['batch_size']}, lr {cfg['lr_g']:g}, "
-                                f"{'conditional' if cfg['conditional'] else 'unconditional'}, {cfg['precision']}, EMA G",
+    cfg = from_dict(load_file(run / "config.json"))  # as resolved: the widths follow the CPU and the budget
+    runs["gankit"] = {"config": f"gankit train defaults: {cfg.resolution}×{cfg.resolution}, G {cfg.width_g} / D "
+                                f"{cfg.width_d} wide, batch {cfg.batch_size}, lr {cfg.lr_g:g}, "
+                                f"{'conditional' if cfg.conditional else 'unconditional'}, {cfg.precision}, EMA G",
                       "run": str(run), "train_seconds": read_jsonl(run / "metrics.jsonl")[-1]["time"]}
 
     _say(f"evaluating both on {n} samples vs {n} test images")
