@@ -58,6 +58,9 @@ def test_report_of_a_crashed_run_and_a_comparison(tmp_path, tiny_toy):
     text = out.read_text()
     assert "<td>a</td>" in text and "<td>b</td>" in text and "../a/samples/step_0000060.png" in text
     assert "JSD" in text and "Modes covered" in text  # the Bayes-lab curves of toy runs
+    timed = train(out=str(tmp_path / "timed"), steps=10**6, max_minutes=0.002, show_progress=False, **tiny_toy)
+    assert main(["report", str(timed)]) == 0
+    assert re.search(r"stopped by --max-minutes 0.002: [\d,]+ of 1,000,000 steps", (timed / "report.html").read_text())
 
 
 def test_lab_trains_each_loss_with_one_seed_and_writes_one_page(tmp_path):

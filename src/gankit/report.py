@@ -120,8 +120,12 @@ def run_status(run: Run) -> str:
     total = run.config.get("steps")
     if total and run.last_step >= total:
         return f"finished: {run.last_step:,} of {total:,} steps"
+    budget = run.config.get("max_minutes")
+    _, times = run.series("time")  # training time, as the loop's --max-minutes check counts it
+    if total and budget and times and times[-1] >= 60 * budget:
+        return f"stopped by --max-minutes {budget:g}: {run.last_step:,} of {total:,} steps"
     stopped = " — training stopped early (see the diagnostics)" if any(
-        d["kind"] == "non_finite" for d in run.diagnostics) else " — interrupted, crashed, still running, or stopped by --max-minutes"
+        d["kind"] == "non_finite" for d in run.diagnostics) else " — interrupted, crashed or still running"
     return f"at step {run.last_step:,} of {total:,}{stopped}" if total else f"at step {run.last_step:,}"
 
 
