@@ -119,9 +119,10 @@ def dcgan_widths(resolution: int, device: torch.device, max_minutes: float | Non
     FID 18.7–19.1 (bf16) and 19.9–20.1 (AVX-512 fp32), against 20.7 for 64 / 64 and 21.1 for G 48 / D 32. Within
     `SHORT_CPU_BUDGET_MINUTES` on a CPU, G 48 / D 32's 2.3× more updates won or tied: after 10 minutes on the AVX-512
     CPU 21.0–22.8 against 21.8–24.6 over four pairs (won on the three slow hours, ~9,200–9,900 updates of 96 / 64),
-    after 15 minutes 22.5 against 22.4. On an AVX2-only CPU every step is fp32 and a 96 / 64 step ~3.5× slower, so G 48 / D 32 is its default
-    for any budget (10 minutes: 26.3 against 32.4; 30 minutes: 21.4). The rule reads CPU flags and the budget, never
-    a timing, so that one command on one machine always builds the same networks (in both precisions).
+    after 15 minutes 22.5 against 22.4. On an AVX2-only CPU every step is fp32 and a 96 / 64 step ~3.5× slower, so
+    G 48 / D 32 is its default for any budget (10 minutes: 26.3 against 32.4; 30 minutes: 21.4). The rule reads CPU
+    flags and the budget, never a timing, so that one command on one machine always builds the same networks (in both
+    precisions).
     """
     if resolution != 28:
         return 64, 64
