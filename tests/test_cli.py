@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -50,8 +51,9 @@ def test_conditional_image_run_and_label_sampling(tmp_path, tiny_images):
                  "--grid-size", "16"])
     assert code == 0
     assert Image.open(run / "samples" / "step_0000020.png").size == (2 * 18 + 2, 8 * 18 + 2)  # a column per class
-    assert main(["sample", str(run), "--label", "1", "--n", "8", "--out", str(tmp_path / "s.png"), "--ema"]) == 0
-    assert Image.open(tmp_path / "s.png").size[0] > 0
+    assert main(["sample", str(run), "--label", "1", "--n", "8", "--nrow", "4", "--out", str(tmp_path / "s.png"),
+                 "--ema"]) == 0
+    assert Image.open(tmp_path / "s.png").size == (4 * 18 + 2, 2 * 18 + 2)  # 8 images of 16 px, 2 px borders
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])  # SIGTERM: what torchrun and schedulers send
@@ -84,22 +86,55 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, sig):
     (["train", "--augment", "translation,blur"], "unknown augmentation blur"),
     (["train", "--resume", "{tmp}/nothing"], "not a run folder"),
     (["sample", "{tmp}/nothing"], "does not exist"),
+    (["train", "--data", "ring8", "--lr-g", "nan"], "lr_g must be a number in (0, ∞) or null, got nan"),
+    (["train", "--data", "ring8", "--ema", "inf"], "ema must be a number in (0, 1) or null, got inf"),
+    (["train", "--data", "ring8", "--beta2", "1"], "beta2 must be a number in [0, 1) or null, got 1.0"),
+    (["train", "--data", "ring8", "--out", "{cfg}"], "is a file, not a folder"),
+    (["train", "--data", "{tmp}/far.npz", "--steps", "1"], "expected [0, 1], [-1, 1] or [0, 255]"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
     cfg = tmp_path / "bad.json"
     cfg.write_text(json.dumps({"data": "ring8", "colour": "blue"}))
+    np.savez(tmp_path / "far.npz", x=np.linspace(-2, 2, 4 * 8 * 8).reshape(4, 8, 8))  # floats on no known scale
     args = [a.format(cfg=cfg, tmp=tmp_path) for a in args]
     result = gankit(*args, "--quiet" if args[0] == "train" else "--n=1")
     assert result.returncode == 2
-    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("gankit: error: ")
     assert message in result.stderr
+    assert cfg.read_text() == json.dumps({"data": "ring8", "colour": "blue"})  # nothing written over
 
 
 def test_resume_refuses_to_change_the_game(tmp_path):
     run = tmp_path / "r"
     assert main(["train", *TOY_FLAGS, "--steps", "10", "--out", str(run)]) == 0
     result = gankit("train", "--resume", run, "--loss", "hinge")
-    assert result.returncode == 2 and "cannot change loss" in result.stderr
+    assert result.returncode == 2 and "cannot change loss when resuming" in result.stderr
+    result = gankit("train", "--resume", run, "--out", tmp_path / "elsewhere")
+    assert result.returncode == 2 and "a resumed run stays in its folder" in result.stderr
+
+
+def test_the_python_api_resumes_exactly_what_the_cli_resumes(tmp_path):
+    """A hinge run continues as hinge through both doors, to the same weights; a change of game is refused alike."""
+    import shutil
+
+    import gankit
+
+    cli_run, api_run = tmp_path / "cli", tmp_path / "api"
+    assert main(["train", *TOY_FLAGS, "--loss", "hinge", "--steps", "20", "--out", str(cli_run)]) == 0
+    shutil.copytree(cli_run, api_run)
+    assert main(["train", "--resume", str(cli_run), "--steps", "40", "--quiet"]) == 0
+    assert gankit.resume(api_run, steps=40, show_progress=False) == api_run
+    configs = [json.loads((r / "config.json").read_text()) for r in (cli_run, api_run)]
+    assert configs[0]["loss"] == configs[1]["loss"] == "hinge"
+    assert {**configs[0], "out": None} == {**configs[1], "out": None}
+    a, b = (load_file(str(checkpoint.latest(r))) for r in (cli_run, api_run))
+    assert checkpoint.list_checkpoints(api_run)[-1][0] == 40 and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(gankit.ConfigError, match="cannot change loss when resuming"):
+        gankit.train(out=str(api_run), resume=True, loss="ns", steps=60)
+    with pytest.raises(gankit.ConfigError, match="cannot change loss when resuming"):
+        gankit.resume(api_run, loss="ns")
+    with pytest.raises(gankit.ConfigError, match="keeps its own config"):
+        gankit.train(gankit.TrainConfig(data="ring8"), resume=api_run)
 
 
 def test_help_shows_examples():

@@ -14,31 +14,12 @@ from PIL import Image
 from gankit.data import load_images, to_model_range
 from gankit.data import sources
 from gankit.errors import DataError
+from conftest import idx_bytes, write_idx_split
 
 FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 
 
 # Tiny fixtures written into tmp_path -----------------------------------------------------------------------------
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = (0x800 + array.ndim).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_idx_split(folder: Path, prefix: str, n: int = 5, gz: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(n)
-    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-    labels = rng.integers(0, 10, n, dtype=np.uint8)
-    folder.mkdir(parents=True, exist_ok=True)
-    for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
-        data = idx_bytes(array)
-        name = f"{prefix}-{kind}-ubyte"
-        if gz:
-            (folder / f"{name}.gz").write_bytes(gzip.compress(data))
-        else:
-            (folder / name).write_bytes(data)
-    return images, labels
 
 
 def write_png(path: Path, size=(8, 8), mode="RGB", value=0):
@@ -211,10 +192,43 @@ def test_npz_with_labels_and_channels_last(tmp_path):
     assert data.y.tolist() == [0, 2, 1, 2] and data.num_classes == 3 and data.name == "set"
 
 
-def test_npz_float_in_unit_range_is_scaled(tmp_path):
-    np.savez(tmp_path / "f.npz", x=np.array([[[0.0, 0.5], [1.0, 1.0]]]))
+@pytest.mark.parametrize("pixels, expected, scale", [
+    ([[0.0, 0.5], [1.0, 1.0]], [0, 128, 255, 255], "floats read as [0, 1]"),
+    ([[-1.0, 0.0], [0.5, 1.0]], [0, 128, 191, 255], "floats read as [-1, 1]"),  # any negative: the model's range
+    ([[0.0, 2.0], [127.6, 255.0]], [0, 2, 128, 255], "floats read as [0, 255]"),
+])
+def test_npz_floats_are_read_on_their_stated_scale(tmp_path, pixels, expected, scale):
+    np.savez(tmp_path / "f.npz", x=np.array([pixels], dtype=np.float32))
     data = load_images(str(tmp_path / "f.npz"))
-    assert data.x.shape == (1, 1, 2, 2) and data.x.flatten().tolist() == [0, 128, 255, 255] and data.y is None
+    assert data.x.shape == (1, 1, 2, 2) and data.x.flatten().tolist() == expected and data.y is None
+    assert data.scale == scale
+
+
+def test_the_training_line_states_how_float_pixels_were_read(tmp_path, capsys):
+    from gankit.session import train
+
+    x = np.random.default_rng(0).random((64, 16, 16), dtype=np.float32)  # [0, 1]: would be near-black as 0..255
+    np.savez(tmp_path / "unit.npz", x=x)
+    train(data=str(tmp_path / "unit.npz"), steps=1, width_g=8, width_d=8, batch_size=16, grid_size=4,
+          out=str(tmp_path / "r"), show_progress=False)
+    assert "64 images 1×16×16, no classes, floats read as [0, 1])" in capsys.readouterr().err
+    mean = load_images(str(tmp_path / "unit.npz")).x.float().mean().item()
+    assert mean == pytest.approx(x.mean() * 255, abs=0.5)
+
+
+def test_palette_and_16_bit_pngs_load_without_library_warnings(tmp_path):
+    import warnings
+
+    palette = Image.new("P", (8, 8), 1)
+    palette.putpalette([0, 0, 0, 200, 30, 30] + [0] * 762)
+    palette.save(tmp_path / "a.png", transparency=b"\x00\x80")  # transparency in bytes: Pillow warns on convert
+    Image.fromarray(np.full((8, 8), 257 * 100, dtype=np.uint16)).save(tmp_path / "b.png")  # 16-bit grey
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_images(str(tmp_path))
+    assert data.x.shape == (2, 3, 8, 8)
+    assert data.x[0, :, 0, 0].tolist() == [200, 30, 30]  # the palette's colour
+    assert data.x[1, :, 0, 0].tolist() == [100, 100, 100]  # 16 bits scaled to 8, not clipped at 255
 
 
 @pytest.mark.parametrize(
@@ -225,9 +239,10 @@ def test_npz_float_in_unit_range_is_scaled(tmp_path):
         ({"x": np.zeros((2, 2), np.uint8)}, "shape"),
         ({"x": np.zeros((1, 3, 4, 4), np.uint8)}, "channels-last"),
         ({"x": np.zeros((2, 4, 4), np.uint8), "y": np.array([0, 1, 2])}, "3 labels"),
-        ({"x": np.full((1, 2, 2), 300.0)}, r"\[0, 1\] or \[0, 255\]"),
+        ({"x": np.full((1, 2, 2), 300.0)}, r"\[0, 1\], \[-1, 1\] or \[0, 255\]"),
+        ({"x": np.full((1, 2, 2), -2.0)}, r"pixels in \[-2, -2\]"),
     ],
-    ids=["nan", "missing x", "ndim", "channels first", "y length", "range"],
+    ids=["nan", "missing x", "ndim", "channels first", "y length", "range", "below -1"],
 )
 def test_bad_npz(tmp_path, arrays, problem):
     np.savez(tmp_path / "bad.npz", **arrays)

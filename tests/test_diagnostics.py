@@ -118,9 +118,23 @@ def test_a_generator_fed_constant_noise_collapses(tmp_path, tiny_dcgan, monkeypa
     assert record["evidence"]["diversity_ratio"] < 0.05 and "feature-matching" in record["remedy"]
 
 
-def test_divergence_is_recorded_before_the_run_stops(tmp_path, tiny_toy):
-    with pytest.raises(NonFiniteLoss):
-        train(out=str(tmp_path / "nan"), steps=400, lr_g=50.0, lr_d=50.0, optimizer="rmsprop", loss="lsgan",
-              show_progress=False, **tiny_toy)
-    found = kinds(tmp_path / "nan")
-    assert ("non_finite", "stopped") in found or ("instability", "started") in found
+def test_divergence_is_reported_when_it_starts_and_recorded_when_the_run_stops(tmp_path, tiny_toy, monkeypatch):
+    """D's loss reads 1,000× its level from step 101 (Adam's steps do not change: it is scale-free) and NaN from
+    step 151: instability starts after PERSIST intervals of 10 steps, then the NaN stops the run at its log line."""
+    from gankit.losses import LOSSES, GANLoss
+
+    calls = {"n": 0}
+    normal = LOSSES["ns"]
+
+    def exploding(**kw):
+        calls["n"] += 1
+        loss = normal.d(**kw)
+        return loss * (1.0 if calls["n"] <= 100 else 1e3 if calls["n"] <= 150 else math.nan)
+
+    monkeypatch.setitem(LOSSES, "ns", GANLoss(exploding, normal.g))
+    with pytest.raises(NonFiniteLoss, match="between steps 150 and 160"):
+        train(out=str(tmp_path / "nan"), steps=400, loss="ns", show_progress=False, **tiny_toy)
+    records = read_jsonl(tmp_path / "nan" / "diagnostics.jsonl")
+    assert [(r["kind"], r["status"], r["step"]) for r in records] == [
+        ("instability", "started", 100 + 10 * PERSIST), ("non_finite", "stopped", 160)]
+    assert records[0]["evidence"]["loss_d"] > 20 * records[0]["evidence"]["loss_d_early"]

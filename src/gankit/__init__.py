@@ -1,6 +1,6 @@
 """gankit: train, evaluate and understand Generative Adversarial Networks, fast on a CPU.
 
-Public API: `train`, `sample_to_file`, `load_generator`, `TrainConfig`. Importing gankit does no work.
+Public API: `train`, `resume`, `sample_to_file`, `load_generator`, `TrainConfig`. Importing gankit does no work.
 """
 
 from .config import TrainConfig
@@ -10,10 +10,19 @@ __version__ = "0.1.0"
 
 
 def train(cfg: TrainConfig | None = None, **overrides):
-    """Train a GAN (see `gankit.session.train`); returns the run folder."""
+    """Train a GAN (see `gankit.session.train`); returns the run folder. `resume=True` with `out=RUN` continues a
+    run exactly as `gankit train --resume RUN` does."""
     from .session import train as _train
 
     return _train(cfg, **overrides)
+
+
+def resume(run_dir, **settings):
+    """Continue the run in `run_dir` from its newest checkpoint, with its own config; `settings` may change only
+    what `gankit train --resume` lets change (steps, max_minutes, log/sample/checkpoint intervals, …)."""
+    from .session import train as _train
+
+    return _train(None, resume=run_dir, **settings)
 
 
 def load_generator(run_dir, ema: bool = False, device: str = "cpu"):
@@ -30,5 +39,5 @@ def sample_to_file(run_dir, out, **kwargs):
     return _sample(run_dir, out, **kwargs)
 
 
-__all__ = ["train", "load_generator", "sample_to_file", "TrainConfig", "GankitError", "DataError", "ConfigError",
+__all__ = ["train", "resume", "load_generator", "sample_to_file", "TrainConfig", "GankitError", "DataError", "ConfigError",
            "CheckpointError", "NonFiniteLoss", "Interrupted"]

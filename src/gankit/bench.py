@@ -14,6 +14,7 @@ largest feature difference from the shipped module.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -34,7 +35,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from .batches import ImageBatches
 from .bench_reference import ReferenceLoop, reference_spec
 from .config import TrainConfig
-from .cpu import fast_bf16, keep_freed_memory, native_bf16
+from . import host
+from .host import keep_freed_memory
 from .data import load_images, to_model_range
 from .distributed import Dist
 from .engine import Game, Precision, train_step
@@ -51,9 +53,9 @@ MODES = ("reference", "reference, gankit's allocator", "gankit fp32", "gankit fa
 def training_modes() -> tuple[str, ...]:
     """The rows to run. Where bf16 is not faster than fp32, gankit's fast mode is its fp32 mode, and one row of it is
     enough; where bf16 is native but slower, a "gankit bf16" row shows by how much."""
-    if fast_bf16():
+    if host.current().fast_bf16:
         return MODES
-    return MODES[:-1] + (("gankit bf16",) if native_bf16() else ())
+    return MODES[:-1] + (("gankit bf16",) if host.current().native_bf16 else ())
 
 
 def bench_images(n: int = 60000) -> tuple[torch.Tensor, str]:
@@ -181,7 +183,7 @@ def matmul_peaks(seconds: float = 1.0, n: int = 2048) -> dict:
     """GFLOP/s of a large square matmul in fp32 and in bf16 (best call): the ceiling convolutions can approach. bf16
     is None on a CPU without native bf16: emulated, one such matmul took a minute (0.3 GFLOP/s)."""
     out = {"bf16": None}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))[:2 if native_bf16() else 1]:
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))[:2 if host.current().native_bf16 else 1]:
         a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
         torch.mm(a, b)
         best, calls, start = float("inf"), 0, time.perf_counter()
@@ -354,7 +356,7 @@ def scaling_bench(images: torch.Tensor, batches=(16, 32, 64, 128, 256), resoluti
     for resolution in resolutions:
         for batch_size in batches:
             with PeakRSS() as rss:
-                step = gankit_loop(images, resolution, batch_size, bf16=fast_bf16())
+                step = gankit_loop(images, resolution, batch_size, bf16=host.current().fast_bf16)
                 row = time_steps(step, batch_size, seconds, warmup=2)
             out[f"{resolution}x{batch_size}"] = {"resolution": resolution, "batch_size": batch_size,
                                                  "ms_per_step": round(1000 * batch_size / row["img_per_s"], 1),
@@ -443,7 +445,7 @@ def profile_tables(images: torch.Tensor, batch_size: int = 128, steps: int = 3, 
     tables = {}
     for mode, resolution in PROFILED:
         loop = ReferenceLoop(images, resolution, batch_size=batch_size) if mode == "reference" else None
-        step = loop.step if loop else gankit_loop(images, resolution, batch_size, bf16=fast_bf16())
+        step = loop.step if loop else gankit_loop(images, resolution, batch_size, bf16=host.current().fast_bf16)
         for _ in range(2):
             step()
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
@@ -522,8 +524,9 @@ def inception_bench(batch: int = 32, repeats: int = 2, rounds: int = 2, path: st
                                                                                                 repeats),
             "as shipped, with gankit's allocator setting": lambda: _rate(shipped, x, repeats),
             "gankit eager rebuild (fp32)": lambda: _rate(extractor.model, x, repeats)}
-    if native_bf16():  # elsewhere bf16 is emulated, many times slower, and --fast is the fp32 row
-        name = "gankit eager rebuild (bf16, --fast)" if fast_bf16() else "gankit eager rebuild (bf16; --fast: fp32)"
+    if host.current().native_bf16:  # elsewhere bf16 is emulated, many times slower, and --fast is the fp32 row
+        fast = host.current().fast_bf16
+        name = "gankit eager rebuild (bf16, --fast)" if fast else "gankit eager rebuild (bf16; --fast: fp32)"
         rows[name] = lambda: _rate(bf16, x, repeats)
     best, features = {}, {}
     for _ in range(rounds):
@@ -538,12 +541,12 @@ def inception_bench(batch: int = 32, repeats: int = 2, rounds: int = 2, path: st
 
 def machine() -> dict:
     return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__}
+            "torch": torch.__version__, "host": dataclasses.asdict(host.current())}
 
 
 def run_bench(quick: bool = False, out: str | Path = "bench.json", inception: str | None = None,
               profile: bool = False) -> dict:
-    result = {"machine": machine(), "fast_mode": "bf16" if fast_bf16() else "fp32"}
+    result = {"machine": machine(), "fast_mode": "bf16" if host.current().fast_bf16 else "fp32"}
     images, source = bench_images()
     peaks = matmul_peaks(seconds=0.5 if quick else 2.0)
     result["matmul_peak_gflop_per_s"] = peaks

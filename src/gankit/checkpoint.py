@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,30 @@ def latest(run_dir: Path) -> Path:
     return found[-1][1]
 
 
+def newest_readable(run_dir: Path, load) -> tuple[Path, list[tuple[Path, str]]]:
+    """Call `load(weights)` on the newest checkpoint, then on older ones while it raises CheckpointError (a disk
+    fault, a file damaged outside gankit); (the one loaded, [(skipped, why), ...]). Raises the newest's error when
+    none loads."""
+    latest(run_dir)  # its errors: no such folder, no checkpoint
+    skipped = []
+    for _, weights in reversed(list_checkpoints(run_dir)):
+        try:
+            load(weights)
+            return weights, skipped
+        except CheckpointError as e:
+            skipped.append((weights, str(e)))
+    raise CheckpointError(skipped[0][1] + (f" (and the {len(skipped) - 1} older checkpoint(s) too)"
+                                           if len(skipped) > 1 else ""))
+
+
+def set_aside(weights: Path) -> Path:
+    """Rename an unreadable checkpoint's files to *.unreadable, out of the way of resuming and pruning, not deleted."""
+    for path in (weights, state_path(weights)):
+        if path.exists():
+            path.replace(path.with_name(path.name + ".unreadable"))
+    return weights.with_name(weights.name + ".unreadable")
+
+
 def _atomic(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -83,7 +108,7 @@ def read_metadata(weights: Path) -> dict[str, Any]:
         with safe_open(str(weights), "pt") as f:
             return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
     except (SafetensorError, OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint {weights} is unreadable: {e}") from None
+        raise CheckpointError(f"checkpoint {weights} is unreadable: {_first_line(e)}") from None
 
 
 def load_weights(weights: Path, modules: dict[str, torch.nn.Module]) -> None:
@@ -91,7 +116,7 @@ def load_weights(weights: Path, modules: dict[str, torch.nn.Module]) -> None:
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"checkpoint {weights} is unreadable: {e}") from None
+        raise CheckpointError(f"checkpoint {weights} is unreadable: {_first_line(e)}") from None
     for name, module in modules.items():
         prefix = f"{name}."
         part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -105,5 +130,9 @@ def load_weights(weights: Path, modules: dict[str, torch.nn.Module]) -> None:
 def load_state(weights: Path) -> dict[str, Any]:
     try:
         return torch.load(state_path(weights), weights_only=True)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise CheckpointError(f"training state {state_path(weights)} is unreadable: {e}") from None
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        raise CheckpointError(f"training state {state_path(weights)} is unreadable: {_first_line(e)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

