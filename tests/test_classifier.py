@@ -7,7 +7,7 @@ import torch
 from gankit.cli import main
 from gankit.metrics import classifier
 from gankit.metrics.classifier import coverage
-from gankit.session import train
+from gankit.training.session import train
 
 
 def test_coverage_on_hand_made_predictions():

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from gankit import checkpoint
+from gankit import runs as checkpoint
 from gankit.cli import main
 
 TOY_FLAGS = ["--data", "ring8", "--width-g", "32", "--width-d", "32", "--depth", "2", "--batch-size", "64",

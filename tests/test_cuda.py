@@ -9,8 +9,10 @@ import json
 import pytest
 import torch
 
-from gankit import checkpoint, host
-from gankit.session import load_networks, train
+from gankit import host
+from gankit import runs as checkpoint
+from gankit.runs import load_networks
+from gankit.training.session import train
 
 REAL = host.measure()
 pytestmark = pytest.mark.skipif(not REAL.cuda, reason="needs a CUDA GPU (scripts/gpu_check.sh runs these on one)")

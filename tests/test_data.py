@@ -205,7 +205,7 @@ def test_npz_floats_are_read_on_their_stated_scale(tmp_path, pixels, expected, s
 
 
 def test_the_training_line_states_how_float_pixels_were_read(tmp_path, capsys):
-    from gankit.session import train
+    from gankit.training.session import train
 
     x = np.random.default_rng(0).random((64, 16, 16), dtype=np.float32)  # [0, 1]: would be near-black as 0..255
     np.savez(tmp_path / "unit.npz", x=x)

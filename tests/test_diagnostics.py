@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from gankit import session as session_mod
-from gankit.diagnostics import COLLAPSE_PATIENCE, PERSIST, WARMUP, Watcher, mean_pairwise_distance
+from gankit.training import session as session_mod
+from gankit.training.diagnostics import COLLAPSE_PATIENCE, PERSIST, WARMUP, Watcher, mean_pairwise_distance
 from gankit.errors import NonFiniteLoss
-from gankit.session import train
-from gankit.stats import read_jsonl
+from gankit.training.session import train
+from gankit.files import read_jsonl
 
 HEALTHY = {"loss_d": 1.2, "loss_g": 0.9, "d_real": 0.6, "d_fake": 0.4, "grad_norm_g": 2.0}
 
@@ -121,7 +121,7 @@ def test_a_generator_fed_constant_noise_collapses(tmp_path, tiny_dcgan, monkeypa
 def test_divergence_is_reported_when_it_starts_and_recorded_when_the_run_stops(tmp_path, tiny_toy, monkeypatch):
     """D's loss reads 1,000× its level from step 101 (Adam's steps do not change: it is scale-free) and NaN from
     step 151: instability starts after PERSIST intervals of 10 steps, then the NaN stops the run at its log line."""
-    from gankit.losses import LOSSES, GANLoss
+    from gankit.training.losses import LOSSES, GANLoss
 
     calls = {"n": 0}
     normal = LOSSES["ns"]

@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gankit import checkpoint
+from gankit import runs as checkpoint
 from gankit.metrics import inception
-from gankit.session import train
-from gankit.stats import read_jsonl
+from gankit.training.session import train
+from gankit.files import read_jsonl
 
 WORKER = Path(__file__).parent / "helpers" / "ddp_lockstep.py"
 TOY = dict(data="ring8", width_g=32, width_d=32, depth=2, batch_size=64, latent_dim=4)

@@ -6,9 +6,10 @@ from PIL import Image
 
 from gankit.cli import main
 from gankit.errors import ConfigError
-from gankit.explore import _nearest, parse_concept
-from gankit.sample import latent_walk, slerp
-from gankit.session import load_generator, train
+from gankit.runs import load_generator
+from gankit.tools.explore import _nearest, parse_concept
+from gankit.tools.sample import latent_walk, slerp
+from gankit.training.session import train
 
 
 @pytest.fixture

@@ -50,14 +50,14 @@ def test_gankit_host_pins_the_facts_in_this_process_and_its_children(monkeypatch
 @pytest.mark.parametrize("machine", [AVX2_ONLY, SLOW_BF16, FAST_BF16, GPU], ids=["avx2", "slow-bf16", "fast-bf16", "gpu"])
 def test_every_choice_that_depends_on_the_host_follows_the_seam(machine, pin_host):
     """Flip the decision each way: widths, precision, --device auto, the bench's rows and eval --fast all follow."""
-    from gankit import bench
-    from gankit.session import _device, resolve
+    from gankit.bench import speed as bench
+    from gankit.training.defaults import device_for, resolve
 
     pinned = pin_host(**machine)
     shape = dict(channels=1, resolution=28, num_classes=10)
     cfg = resolve(TrainConfig(), shape)
     gpu, fast_cpu = machine is GPU, machine is FAST_BF16
-    assert _device("auto").type == ("cuda" if gpu else "cpu")
+    assert device_for("auto").type == ("cuda" if gpu else "cpu")
     assert cfg.precision == ("bf16" if gpu or fast_cpu else "fp32")
     assert (cfg.width_g, cfg.width_d) == ((48, 32) if machine is AVX2_ONLY else (96, 64))
     short = resolve(TrainConfig(max_minutes=10), shape)
@@ -66,7 +66,7 @@ def test_every_choice_that_depends_on_the_host_follows_the_seam(machine, pin_hos
                                           else "gankit fp32")
     if not gpu:
         with pytest.raises(ConfigError, match="PyTorch sees no CUDA device"):
-            _device("cuda")
+            device_for("cuda")
 
 
 def test_the_pinned_host_is_a_plain_cpu_without_bf16():

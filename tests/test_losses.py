@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from gankit.losses import LOSSES, d_logistic, g_feature_matching, g_minimax, g_non_saturating, gradient_penalty
+from gankit.training.losses import LOSSES, d_logistic, g_feature_matching, g_minimax, g_non_saturating, gradient_penalty
 
 REAL = torch.tensor([2.0, -1.0, 0.5])
 FAKE = torch.tensor([-3.0, 0.0, 1.0])

@@ -18,7 +18,7 @@ from gankit.metrics.kid import kid, mmd2_unbiased
 from gankit.metrics.precision_recall import precision_recall
 from gankit.metrics.toy import (jsd_estimate, kde_log_prob, mode_metrics, optimal_discriminator,
                                 select_bandwidth)
-from gankit.session import train
+from gankit.training.session import train
 
 
 def random_cov(d, gen):

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from gankit.nets import ClassBatchNorm2d, NetSpec, build, dcgan_plan, minibatch_std
+from gankit.models import NetSpec, build, dcgan_plan
+from gankit.models.layers import ClassBatchNorm2d, minibatch_std
 
 
 @pytest.mark.parametrize("resolution", [16, 28, 32, 64, 128])

@@ -14,7 +14,7 @@ from PIL import Image
 
 from gankit.cli import main
 from gankit.metrics import inception
-from gankit.session import train
+from gankit.training.session import train
 from conftest import tiny_extractor
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from gankit import strided_conv
-from gankit.strided_conv import StridedConv2d, StridedConvTranspose2d, _StridedConv
+from gankit.models import strided_conv
+from gankit.models.strided_conv import StridedConv2d, StridedConvTranspose2d, _StridedConv
 
 
 @pytest.mark.parametrize("transposed, c_in, c_out", [(False, 3, 4), (True, 3, 4), (False, 1, 4), (True, 3, 1)])

@@ -5,13 +5,14 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import AVX2_ONLY, FAST_BF16, SLOW_BF16
-from gankit import checkpoint
-from gankit.batches import ImageBatches
+from gankit import runs as checkpoint
+from gankit.data.batches import ImageBatches
 from gankit.errors import CheckpointError, ConfigError, NonFiniteLoss
-from gankit.losses import LOSSES, GANLoss, d_logistic
-from gankit.nets import NetSpec, build
-from gankit.session import train
-from gankit.engine import Game, Precision, d_step
+from gankit.training.losses import LOSSES, GANLoss, d_logistic
+from gankit.models import NetSpec, build
+from gankit.training.session import train
+from gankit.training.engine import d_step
+from gankit.training.state import Game, Precision
 
 
 def weights(run_dir):
@@ -123,7 +124,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, tiny
 
 
 def test_resume_skips_an_unreadable_newest_checkpoint_and_says_so(tmp_path, tiny_toy, capsys):
-    from gankit.session import load_networks
+    from gankit.runs import load_networks
 
     common = dict(show_progress=False, **tiny_toy)
     straight = train(out=str(tmp_path / "straight"), steps=150, **common)
@@ -179,23 +180,22 @@ def test_tensorboard_events_hold_the_scalars_images_and_weight_histograms(tmp_pa
     assert any(t.startswith("G/") for t in tags["histograms"]) and any(t.startswith("D/") for t in tags["histograms"])
 
 
-def record_lr_scales(monkeypatch) -> list[tuple[float, float]]:
+def record_lr_scales(monkeypatch, lr_g: float, lr_d: float) -> list[tuple[float, float]]:
     """(G's, D's) learning rate over its configured value, seen at the start of every training step."""
-    from gankit import engine
+    from gankit.training import loop
 
-    seen, real_step = [], engine.train_step
+    seen, real_step = [], loop.train_step
 
-    def recording(session, step, stats):
-        seen.append((session.opt_g.param_groups[0]["lr"] / session.cfg.lr_g,
-                     session.opt_d.param_groups[0]["lr"] / session.cfg.lr_d))
-        real_step(session, step, stats)
+    def recording(state, step, stats):
+        seen.append((state.opt_g.param_groups[0]["lr"] / lr_g, state.opt_d.param_groups[0]["lr"] / lr_d))
+        real_step(state, step, stats)
 
-    monkeypatch.setattr(engine, "train_step", recording)
+    monkeypatch.setattr(loop, "train_step", recording)
     return seen
 
 
 def test_linear_lr_decay_holds_then_falls_to_zero_at_the_end(tmp_path, tiny_toy, monkeypatch):
-    seen = record_lr_scales(monkeypatch)
+    seen = record_lr_scales(monkeypatch, lr_g=2e-4, lr_d=1e-3)  # mlp's default lr_g
     train(out=str(tmp_path / "decay"), steps=20, lr_decay="linear", lr_d=1e-3, show_progress=False, **tiny_toy)
     g, d = zip(*seen)
     assert g == pytest.approx(d) and g[:11] == pytest.approx([1.0] * 11)  # the first half at the full rate
@@ -203,9 +203,9 @@ def test_linear_lr_decay_holds_then_falls_to_zero_at_the_end(tmp_path, tiny_toy,
 
 
 def test_linear_lr_decay_follows_the_time_budget_when_it_ends_the_run_first(tmp_path, tiny_toy, monkeypatch):
-    from gankit import session as session_mod
+    from gankit.training import session as session_mod
 
-    seen = record_lr_scales(monkeypatch)
+    seen = record_lr_scales(monkeypatch, lr_g=2e-4, lr_d=2e-4)
     monkeypatch.setattr(session_mod.Session, "elapsed", lambda self: 45.0)  # 3/4 of a one-minute budget, always
     train(out=str(tmp_path / "decay"), steps=20, max_minutes=1.0, lr_decay="linear", show_progress=False,
           **tiny_toy)
@@ -215,8 +215,8 @@ def test_linear_lr_decay_follows_the_time_budget_when_it_ends_the_run_first(tmp_
 
 
 def test_augmentation_reaches_every_d_input_of_both_updates(tmp_path, tiny_dcgan, monkeypatch):
-    from gankit import engine
-    from gankit.augment import augment
+    from gankit.training import engine
+    from gankit.training.augment import augment
 
     seen = []
 
@@ -237,7 +237,7 @@ def test_augmentation_reaches_every_d_input_of_both_updates(tmp_path, tiny_dcgan
 @pytest.mark.parametrize("machine, widths", [(FAST_BF16, (96, 64)), (SLOW_BF16, (96, 64)), (AVX2_ONLY, (48, 32))])
 def test_image_defaults_follow_the_measurements(machine, widths, pin_host):
     from gankit.config import TrainConfig
-    from gankit.session import resolve
+    from gankit.training.defaults import resolve
 
     pin_host(**machine)
     shape = dict(channels=1, resolution=28, num_classes=10)

@@ -9,8 +9,14 @@ import os
 import sys
 from pathlib import Path
 
-from . import config as config_mod
-from .errors import CheckpointError, ConfigError, DataError, GankitError, Interrupted
+from gankit import config as config_mod
+from gankit.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    GankitError,
+    Interrupted,
+)
 
 MAIN_EXAMPLES = """examples:
   gankit train --data fashion-mnist --model dcgan --loss ns --steps 3000 --out runs/fm
@@ -238,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .distributed import is_main_process
-    from .session import train
+    from gankit.distributed import is_main_process
+    from gankit.training.session import train
 
     names = {f.name for f in dataclasses.fields(config_mod.TrainConfig)}
     flags = {k: v for k, v in vars(args).items() if k in names}  # only what was typed: defaults are suppressed
@@ -256,7 +262,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from .sample import sample_to_file
+    from gankit.tools.sample import sample_to_file
 
     out = sample_to_file(args.run, args.out, n=args.n, seed=args.seed, label=args.label, ema=args.ema, nrow=args.nrow,
                          per_class=args.per_class)
@@ -267,7 +273,7 @@ def run_sample(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from . import distributed
+    from gankit import distributed
 
     dist, _ = distributed.start(torch.device("cpu"))  # under torchrun, ranks share the Inception feature extraction
     try:
@@ -280,9 +286,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, main_process: bool) -> int:
-    from . import host
-    from .metrics import evaluate as ev
-    from .metrics import inception
+    from gankit import host
+    from gankit.metrics import evaluate as ev
+    from gankit.metrics import inception
+    from gankit.runs import is_toy_run
 
     def extractor():
         loaded = inception.load_inception(args.inception, fast=args.fast, resize=args.resize)
@@ -300,13 +307,13 @@ def _evaluate(args: argparse.Namespace, main_process: bool) -> int:
     elif not args.run:
         raise ConfigError("give a run folder, or --real-vs-real DATA")
     elif args.probe:
-        from .metrics.probe import format_probe, probe_run
+        from gankit.metrics.probe import format_probe, probe_run
 
         result = probe_run(args.run, seed=args.seed)
         if main_process:
             print(json.dumps(result, indent=2) if args.json else format_probe(result))
         return 0
-    elif ev.is_toy_run(args.run):
+    elif is_toy_run(args.run):
         result = ev.evaluate_toy(args.run, args.n or 2500, args.seed, args.ema)
     else:
         metrics = ev.parse_metrics(args.metrics) if args.metrics else None
@@ -317,16 +324,16 @@ def _evaluate(args: argparse.Namespace, main_process: bool) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from gankit.tools.report import write_report
 
     print(write_report(args.runs, args.out))
     return 0
 
 
 def run_interpolate(args: argparse.Namespace) -> int:
-    from .images import grid, save_png, to_uint8
-    from .sample import latent_walk
-    from .session import load_generator
+    from gankit.images import grid, save_png, to_uint8
+    from gankit.runs import load_generator
+    from gankit.tools.sample import latent_walk
 
     G, spec, _ = load_generator(args.run, ema=args.ema)
     if spec.resolution == 0:
@@ -338,8 +345,8 @@ def run_interpolate(args: argparse.Namespace) -> int:
 
 
 def run_arithmetic(args: argparse.Namespace) -> int:
-    from .explore import arithmetic
-    from .images import grid, save_png, to_uint8
+    from gankit.images import grid, save_png, to_uint8
+    from gankit.tools.explore import arithmetic
 
     if args.rows < 1:
         raise ConfigError("--rows must be at least 1")
@@ -350,8 +357,8 @@ def run_arithmetic(args: argparse.Namespace) -> int:
 
 
 def run_neighbours(args: argparse.Namespace) -> int:
-    from .explore import neighbours
-    from .images import grid, save_png, to_uint8
+    from gankit.images import grid, save_png, to_uint8
+    from gankit.tools.explore import neighbours
 
     if args.n < 1 or args.k < 1:
         raise ConfigError("--n and --k must be at least 1")
@@ -361,7 +368,7 @@ def run_neighbours(args: argparse.Namespace) -> int:
 
 
 def run_lab(args: argparse.Namespace) -> int:
-    from .lab import run_lab as lab
+    from gankit.tools.lab import run_lab as lab
 
     if args.steps < 1:
         raise ConfigError("--steps must be at least 1")
@@ -371,7 +378,7 @@ def run_lab(args: argparse.Namespace) -> int:
 
 
 def run_classifier(args: argparse.Namespace) -> int:
-    from .metrics import classifier
+    from gankit.metrics import classifier
 
     if args.epochs < 1 or args.batch_size < 1:
         raise ConfigError("--epochs and --batch-size must be at least 1")
@@ -388,7 +395,7 @@ def run_classifier(args: argparse.Namespace) -> int:
 
 def run_bench(args: argparse.Namespace) -> int:
     if args.quality:
-        from .bench_quality import format_quality, quality_bench
+        from gankit.bench.quality import format_quality, quality_bench
 
         if args.minutes <= 0 or args.samples < 10:
             raise ConfigError("--minutes must be positive and --samples at least 10")
@@ -396,7 +403,7 @@ def run_bench(args: argparse.Namespace) -> int:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         print(format_quality(result))
         return 0
-    from . import bench
+    from gankit.bench import speed as bench
 
     if args.scaling:
         rows = bench.scaling_bench(bench.bench_images()[0], seconds=1.5 if args.quick else 4.0)
@@ -417,7 +424,7 @@ COMMANDS = {"train": run_train, "sample": run_sample, "eval": run_eval, "classif
 
 def main(argv: list[str] | None = None) -> int:
     code = _run(argv)
-    from .distributed import end_process, launched_by_torchrun
+    from gankit.distributed import end_process, launched_by_torchrun
 
     if launched_by_torchrun():
         end_process(code)

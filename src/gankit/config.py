@@ -21,8 +21,19 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .augment import parse_policy
-from .errors import ConfigError
+from gankit.errors import ConfigError
+from gankit.files import write_json
+
+AUGMENTATIONS = ("translation", "cutout", "color")  # DiffAugment's operations (gankit.training.augment)
+
+
+def parse_policy(text: str) -> tuple[str, ...]:
+    """'translation,cutout' → ('translation', 'cutout'); 'none' or '' → ()."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip() and n.strip() != "none")
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown:
+        raise ValueError(f"unknown augmentation {', '.join(unknown)}: choose from {', '.join(AUGMENTATIONS)} or none")
+    return names
 
 
 @dataclass
@@ -205,9 +216,7 @@ def load_file(path: str | Path) -> dict[str, Any]:
 
 
 def save(cfg: TrainConfig, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-    tmp.replace(path)
+    write_json(path, dataclasses.asdict(cfg))
 
 
 # Every float setting, with the interval it must lie in: (low, high, low included, high included); None = unbounded.

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from .errors import ConfigError
+from gankit.errors import ConfigError
 
 BF16_PAYS = 1.25  # bf16 must beat fp32 by this much to be gankit's fast arithmetic; measured 2.2–2.3× with
 # full-rate bf16, 0.52× (quiet) to 0.83× (beside a training run) without

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from gankit.files import atomic_write
+
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] floats → uint8 [0, 255], rounding as a saved PNG does."""
@@ -32,11 +34,7 @@ def save_png(image: torch.Tensor, path: str | Path) -> None:
     """(C, H, W) uint8 with C in {1, 3} → PNG, written to a temporary name and renamed."""
     array = image.permute(1, 2, 0).cpu().numpy()
     pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pil.save(tmp, format="PNG")
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
 
 
 def scatter(points: dict[str, tuple[torch.Tensor, tuple[int, int, int]]], size: int = 512,

@@ -12,12 +12,13 @@ import torch.distributed as torch_dist
 
 from gankit import config as config_mod
 from gankit import distributed
-from gankit.engine import StopRequested, train_loop
-from gankit.session import Session, _device
+from gankit.training.defaults import device_for
+from gankit.training.loop import StopRequested, train_loop
+from gankit.training.session import Session
 
 
 def flat_weights(session) -> torch.Tensor:
-    return torch.cat([p.detach().float().flatten() for net in (session.G, session.D) for p in net.parameters()])
+    return torch.cat([p.detach().float().flatten() for net in (session.state.G, session.state.D) for p in net.parameters()])
 
 
 def check_identical(session) -> None:
@@ -33,7 +34,7 @@ def check_identical(session) -> None:
 
 def main() -> None:
     cfg = config_mod.from_dict(json.loads(open(sys.argv[1]).read()))
-    dist, device = distributed.start(_device(cfg.device))
+    dist, device = distributed.start(device_for(cfg.device))
     session = Session(cfg, show_progress=False, dist=dist, device=device)
     assert dist.active and session.dist.world_size == 2
     assert train_loop(session, StopRequested(), after_step=check_identical) == "done"

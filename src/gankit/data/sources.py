@@ -5,7 +5,6 @@ A name is looked up in order: the `data_dir` argument (or else `$GANKIT_DATA`), 
 as Debian's `/usr/share/datasets/fashion-mnist`; and last a download into the cache, checked against its SHA-256.
 """
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -18,9 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from gankit.data.readers import ImageData, read_cifar_batches, read_idx_pair, read_image_folder, read_npz
+from gankit.data.readers import (
+    ImageData,
+    read_cifar_batches,
+    read_idx_pair,
+    read_image_folder,
+    read_npz,
+)
 from gankit.data.toy import TOY
 from gankit.errors import DataError
+from gankit.files import atomic_write, sha256_file
 
 SPLITS = ("train", "test")
 CIFAR_FOLDER = "cifar-10-batches-py"
@@ -261,29 +267,19 @@ def _fetch(url: str, out: BinaryIO) -> None:
 
 def download(url: str, dest: Path, sha256: str) -> None:
     """Download `url` to `dest` through a temporary file that is renamed into place only if its SHA-256 matches."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
     print(f"gankit: downloading {url} to {dest}", file=sys.stderr)
-    try:
-        with os.fdopen(fd, "wb") as out:
+
+    def fetch_and_check(tmp: Path) -> None:
+        with open(tmp, "wb") as out:
             _fetch(url, out)
-        digest = _sha256(tmp)
+        digest = sha256_file(tmp)
         if digest != sha256:
             raise DataError(f"{url} has SHA-256 {digest}, expected {sha256}, so it was discarded.")
-        os.replace(tmp, dest)
+
+    try:
+        atomic_write(dest, fetch_and_check)
     except (OSError, http.client.HTTPException, ValueError) as e:
         raise DataError(f"Downloading {url} failed: {str(e) or type(e).__name__}.") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _not_found(name: str, spec: DatasetSpec, split: str, searched: list[Path], why: str) -> str:

@@ -20,9 +20,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..batches import seeded
-from ..data import cache_dir, load_images, to_model_range
-from ..errors import ConfigError
+from gankit.data import cache_dir, load_images, to_model_range
+from gankit.data.streams import Stream, seeded
+from gankit.errors import ConfigError
+from gankit.files import atomic_write
 
 SIDE = 28
 FEATURES = 128
@@ -84,7 +85,7 @@ def train_classifier(data: str, epochs: int = 8, batch_size: int = 128, lr: floa
     steps_per_epoch = x.shape[0] // batch_size
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
-    gen = seeded(seed, 11)
+    gen = seeded(seed, Stream.CLASSIFIER)
     for epoch in range(epochs):
         model.train()
         start = time.perf_counter()
@@ -102,11 +103,8 @@ def train_classifier(data: str, epochs: int = 8, batch_size: int = 128, lr: floa
 
 
 def save_classifier(model: DomainClassifier, path: Path, metadata: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()}))
 
 
 def _name(data: str) -> str:

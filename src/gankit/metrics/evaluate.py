@@ -4,7 +4,6 @@ density. Every result carries its protocol, because FIDs from different protocol
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import pickle
 import re
@@ -12,21 +11,26 @@ from pathlib import Path
 
 import torch
 
-from .. import distributed
-from ..batches import seeded
-from ..config import load_file
-from ..data import REGISTRY, cache_dir, load_images, make_toy, to_model_range
-from ..errors import ConfigError
-from ..images import to_uint8
-from ..sample import generate
-from ..session import load_networks
-from .fid import feature_stats, frechet_distance
-from . import classifier
-from .inception import RESIZES, Extractor, load_inception
-from .kid import kid
-from .overfit import overfit_metrics
-from .precision_recall import precision_recall
-from .toy import discriminator_gap, jsd_estimate, mode_metrics, select_bandwidth
+from gankit import distributed
+from gankit.data import REGISTRY, cache_dir, load_images, make_toy, to_model_range
+from gankit.data.streams import Stream, seeded
+from gankit.errors import ConfigError
+from gankit.files import atomic_write, write_json
+from gankit.images import to_uint8
+from gankit.metrics import classifier
+from gankit.metrics.fid import feature_stats, frechet_distance
+from gankit.metrics.inception import RESIZES, Extractor, load_inception
+from gankit.metrics.kid import kid
+from gankit.metrics.overfit import overfit_metrics
+from gankit.metrics.precision_recall import precision_recall
+from gankit.metrics.toy import (
+    discriminator_gap,
+    jsd_estimate,
+    mode_metrics,
+    select_bandwidth,
+)
+from gankit.models import eval_mode
+from gankit.runs import generate, has_ema, load_networks, run_config
 
 INCEPTION_METRICS = ("fid", "kid", "pr")
 DOMAIN_METRICS = ("coverage", "dfid")  # need a domain classifier for the dataset
@@ -58,7 +62,7 @@ def has_classifier(data: str) -> bool:
 def _subset(total: int, n: int, seed: int) -> torch.Tensor:
     """The indices of the seeded reference subset: n of total (all of them if n is larger)."""
     if n < total:
-        return torch.randperm(total, generator=seeded(seed, 7))[:n].sort().values
+        return torch.randperm(total, generator=seeded(seed, Stream.REFERENCE_SUBSET))[:n].sort().values
     return torch.arange(total)
 
 
@@ -106,10 +110,7 @@ def reference_features(data: str, split: str, n: int, extractor: Extractor, data
     images, reference = real_images(data, split, n, data_dir, seed)
     features = extractor(images)
     if cache and distributed.current().main:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save({"features": features, "reference": reference}, tmp)
-        tmp.replace(path)
+        atomic_write(path, lambda tmp: torch.save({"features": features, "reference": reference}, tmp))
     return features, reference
 
 
@@ -130,21 +131,6 @@ def protocol(extractor: Extractor, n_fake: int, reference: dict, seed: int) -> d
             "input": "uint8 (generated images quantised like saved PNGs)",
             "precision": "bf16" if extractor.bf16 else "fp32", "n_fake": n_fake, "reference": reference,
             "seed": seed}
-
-
-def run_config(run_dir: Path) -> dict:
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise ConfigError(f"{run_dir} is not a run folder (no config.json)")
-    return load_file(path)
-
-
-def has_ema(cfg: dict) -> bool:
-    return cfg.get("ema") is not None
-
-
-def is_toy_run(run_dir: str | Path) -> bool:
-    return run_config(Path(run_dir)).get("model") == "mlp"
 
 
 def evaluate_run(run_dir: str | Path, extractor_factory, metrics: list[str] | None = None, n: int = 2000,
@@ -271,10 +257,9 @@ class TrainingEvaluator:
 
     @torch.no_grad()
     def __call__(self, G: torch.nn.Module) -> dict[str, float]:
-        n, was_training = self.cfg.eval_samples, G.training
-        G.eval()
-        fake = to_uint8(generate(G, self.spec.latent_dim, n, seed=self.cfg.seed + 1, labels=self.labels))
-        G.train(was_training)
+        n = self.cfg.eval_samples
+        with eval_mode(G):
+            fake = to_uint8(generate(G, self.spec.latent_dim, n, seed=self.cfg.seed + 1, labels=self.labels))
         values = {}
         if self.classifier is not None:
             values, _ = domain_metrics(self.cfg.data, fake, ["coverage", "dfid"], n,
@@ -298,7 +283,7 @@ def evaluate_toy(run_dir: str | Path, n: int = 2500, seed: int = 0, ema: bool | 
     dist = make_toy(cfg["data"], **kwargs)
     fake = generate(G, spec.latent_dim, 4 * n, seed=seed + 1)
     fit, held_out, fake_eval, fake_modes = fake.split(n)
-    real = dist.sample(n, generator=seeded(seed, 9))
+    real = dist.sample(n, generator=seeded(seed, Stream.TOY_EVAL))
     bandwidth = select_bandwidth(fit, held_out)
     metrics = mode_metrics(dist, fake_modes)
     metrics["jsd"] = jsd_estimate(dist, fit, fake_eval, real, bandwidth)
@@ -315,9 +300,7 @@ def evaluate_toy(run_dir: str | Path, n: int = 2500, seed: int = 0, ema: bool | 
 def write_result(path: Path, result: dict) -> None:
     if not distributed.current().main:  # under torchrun every rank holds the result; rank 0 writes it
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(finite(result), indent=2) + "\n")
-    tmp.replace(path)
+    write_json(path, finite(result))
 
 
 def finite(value):

@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..batches import seeded
-from ..data import load_images, to_model_range
-from ..errors import ConfigError
-from .evaluate import run_config, write_result
+from gankit.data import load_images, to_model_range
+from gankit.data.streams import Stream, seeded
+from gankit.errors import ConfigError
+from gankit.metrics.evaluate import write_result
+from gankit.runs import load_networks, run_config
 
 BUDGETS = (100, 1000, None)  # labelled training images; None = all
 
@@ -26,7 +27,7 @@ def d_features(D: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, batc
 def balanced_subset(y: torch.Tensor, n: int, num_classes: int, seed: int) -> torch.Tensor:
     """n indices with n / num_classes of each class (the usual few-label protocol), seeded."""
     per_class = max(1, n // num_classes)
-    gen = seeded(seed, 13)
+    gen = seeded(seed, Stream.PROBE)
     picks = []
     for c in range(num_classes):
         members = (y == c).nonzero().flatten()
@@ -56,7 +57,6 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 
 def probe_run(run_dir: str | Path, budgets=BUDGETS, seed: int = 0) -> dict:
     """Probe accuracies of D's features and of raw pixels on the run's data (train → test); writes probe.json."""
-    from ..session import load_networks
 
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)

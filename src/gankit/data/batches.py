@@ -10,13 +10,7 @@ from __future__ import annotations
 
 import torch
 
-
-def seeded(seed: int, *keys: int) -> torch.Generator:
-    """A CPU generator determined by (seed, *keys); tuple-of-int hashes do not depend on PYTHONHASHSEED."""
-    return torch.Generator().manual_seed(hash((seed, *keys)) & (2**63 - 1))
-
-
-_DATA, _NOISE, _FIXED, _AUGMENT = 1, 2, 3, 4  # independent random streams
+from gankit.data.streams import Stream, seeded
 
 
 class ImageBatches:
@@ -38,7 +32,7 @@ class ImageBatches:
         epoch, j = divmod(batch, self.batches_per_epoch)
         if epoch != self._epoch:
             self._epoch = epoch
-            self._perm = torch.randperm(self.x.shape[0], generator=seeded(self.seed, _DATA, epoch))
+            self._perm = torch.randperm(self.x.shape[0], generator=seeded(self.seed, Stream.DATA, epoch))
         return self._perm[j * self.batch_size:(j + 1) * self.batch_size][self.part]
 
     def __call__(self, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -56,7 +50,7 @@ class ToyBatches:
         self.part = rank_part(batch_size, rank, world_size)
 
     def __call__(self, batch: int) -> tuple[torch.Tensor, None]:
-        points = self.distribution.sample(self.batch_size, generator=seeded(self.seed, _DATA, batch, 0))
+        points = self.distribution.sample(self.batch_size, generator=seeded(self.seed, Stream.DATA, batch, 0))
         return points[self.part], None
 
 
@@ -68,16 +62,16 @@ def rank_part(batch_size: int, rank: int, world_size: int) -> slice:
 
 def noise_generator(seed: int, step: int) -> torch.Generator:
     """The generator for every z (and gradient-penalty mix) of one training step, the same on every rank."""
-    return seeded(seed, _NOISE, step, 0)
+    return seeded(seed, Stream.NOISE, step, 0)
 
 
 def augment_stream(seed: int, step: int) -> torch.Generator:
     """The generator for every augmentation of D's inputs in one training step, the same on every rank."""
-    return seeded(seed, _AUGMENT, step)
+    return seeded(seed, Stream.AUGMENT, step)
 
 
 def fixed_noise(seed: int, n: int, latent_dim: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The z (and cycling labels) every sample grid of a run is drawn from, so grids show progress, not luck."""
-    z = torch.randn(n, latent_dim, generator=seeded(seed, _FIXED))
+    z = torch.randn(n, latent_dim, generator=seeded(seed, Stream.FIXED))
     y = torch.arange(n) % num_classes if num_classes else None
     return z, y

@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .nets import NetSpec, dcgan_plan, init_dcgan_weights
+from gankit.models import NetSpec, dcgan_plan, init_dcgan_weights
 
 
 class PILImages(Dataset):

@@ -7,36 +7,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .batches import seeded
-from .errors import ConfigError
-from .images import grid, save_png, scatter, to_uint8
-from .session import load_generator
-
-
-@torch.no_grad()
-def generate(G: torch.nn.Module, latent_dim: int, n: int, seed: int = 0, labels: torch.Tensor | None = None,
-             batch_size: int = 256) -> torch.Tensor:
-    """n samples of G (float, model range) from z ~ N(0, I) seeded by `seed`, in batches to bound memory."""
-    z = torch.randn(n, latent_dim, generator=seeded(seed, 0))
-    device = next(G.parameters()).device
-    out = []
-    for start in range(0, n, batch_size):
-        y = labels[start:start + batch_size].to(device) if labels is not None else None
-        out.append(G(z[start:start + batch_size].to(device), y).float().cpu())
-    return torch.cat(out)
-
-
-def labels_for(num_classes: int, n: int, label: int | None) -> torch.Tensor | None:
-    """The labels a conditional G is asked for: all `label`, or cycling through the classes; None if unconditional."""
-    if not num_classes:
-        if label is not None:
-            raise ConfigError("--label needs a conditional run (trained with --conditional)")
-        return None
-    if label is None:
-        return torch.arange(n) % num_classes
-    if not 0 <= label < num_classes:
-        raise ConfigError(f"--label must be in 0..{num_classes - 1}, got {label}")
-    return torch.full((n,), label, dtype=torch.long)
+from gankit.data.streams import Stream, seeded
+from gankit.errors import ConfigError
+from gankit.images import grid, save_png, scatter, to_uint8
+from gankit.runs import generate, labels_for, load_generator
 
 
 def sample_to_file(run_dir: str | Path, out: str | Path, n: int = 64, seed: int = 0, label: int | None = None,
@@ -75,7 +49,7 @@ def latent_walk(G: torch.nn.Module, spec, rows: int = 8, steps: int = 10, seed: 
     runs keep one label per row (cycling through the classes, or `label`)."""
     if rows < 1 or steps < 2:
         raise ConfigError("a latent walk needs at least 1 row and 2 steps")
-    generator = seeded(seed, 1)
+    generator = seeded(seed, Stream.WALK)
     start, end = (torch.randn(rows, 1, spec.latent_dim, generator=generator) for _ in range(2))
     t = torch.linspace(0, 1, steps).view(1, steps, 1)
     z = slerp(start, end, t) if spherical else start + t * (end - start)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from .batches import seeded
-from .data import load_images, to_model_range
-from .errors import ConfigError
-from .images import to_uint8
-from .sample import generate, labels_for
-from .session import load_networks
+from gankit.data import load_images, to_model_range
+from gankit.data.streams import Stream, seeded
+from gankit.errors import ConfigError
+from gankit.images import to_uint8
+from gankit.runs import generate, labels_for, load_networks, run_config
 
 EXEMPLARS = 3  # latents averaged per concept: the paper averaged three exemplars
 
@@ -30,10 +29,10 @@ def parse_concept(text: str, num_classes: int) -> int:
 def concept_latents(G, spec, label: int, data: str, pool: int = 2000, seed: int = 0) -> torch.Tensor:
     """The EXEMPLARS latents whose samples the domain classifier calls `label` most confidently (conditional runs:
     drawn with y = label)."""
-    from .metrics.classifier import classify, load_classifier
+    from gankit.metrics.classifier import classify, load_classifier
 
     model, _ = load_classifier(data)
-    z = torch.randn(pool, spec.latent_dim, generator=seeded(seed, 11, label))
+    z = torch.randn(pool, spec.latent_dim, generator=seeded(seed, Stream.CONCEPTS, label))
     labels = torch.full((pool,), label) if spec.num_classes else None
     images = G(z, labels).float() if labels is not None else G(z)
     _, probs = classify(model, to_uint8(images))
@@ -48,7 +47,6 @@ def arithmetic(run_dir, a: str, b: str, c: str, variations: int = 8, noise: floa
     """Rows of [mean z_a, mean z_b, mean z_c, z_a − z_b + z_c] images, each row with the same small perturbation of
     the latents (as in the paper); conditional runs draw each column with its concept's label, the result with c's.
     Returns (variations × 4, C, H, W) floats."""
-    from .metrics.evaluate import run_config
 
     G, _, spec, _ = load_networks(run_dir, ema=ema)
     if spec.resolution == 0:
@@ -58,7 +56,7 @@ def arithmetic(run_dir, a: str, b: str, c: str, variations: int = 8, noise: floa
     means = [concept_latents(G, spec, label, data, seed=seed).mean(0) for label in labels]
     columns = means + [means[0] - means[1] + means[2]]
     column_labels = labels + [labels[2]]
-    jitter = noise * torch.randn(variations, spec.latent_dim, generator=seeded(seed, 12))
+    jitter = noise * torch.randn(variations, spec.latent_dim, generator=seeded(seed, Stream.ARITHMETIC_JITTER))
     z = torch.stack([m + jitter for m in columns], dim=1).reshape(-1, spec.latent_dim)
     y = torch.tensor(column_labels).repeat(variations) if spec.num_classes else None
     return G(z, y).float() if y is not None else G(z).float()
@@ -72,7 +70,6 @@ def neighbours(run_dir, n: int = 8, k: int = 5, seed: int = 0, ema: bool = False
     pixels, mean G generalises. A concat-conditioned D's features depend on the label, so that run gets pixel
     neighbours in both halves. Returns (n × (1 + 2k), C, H, W) floats in [−1, 1].
     """
-    from .metrics.evaluate import run_config
 
     cfg = run_config(run_dir)
     G, D, spec, _ = load_networks(run_dir, ema=ema)

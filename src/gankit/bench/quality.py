@@ -13,15 +13,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .bench_reference import ReferenceLoop
-from .config import from_dict, load_file
-from .data import load_images
-from .errors import ConfigError
-from .images import to_uint8
-from .metrics import evaluate as ev
-from .metrics.inception import load_inception
-from .session import train
-from .stats import read_jsonl
+from gankit.bench.reference import ReferenceLoop
+from gankit.config import from_dict, load_file
+from gankit.data import load_images
+from gankit.errors import ConfigError
+from gankit.files import read_jsonl
+from gankit.images import to_uint8
+from gankit.metrics import evaluate as ev
+from gankit.metrics.inception import load_inception
+from gankit.training.session import train
 
 
 def _say(message: str) -> None:

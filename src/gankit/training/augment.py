@@ -12,15 +12,6 @@ from __future__ import annotations
 import torch
 
 
-def parse_policy(text: str) -> tuple[str, ...]:
-    """'translation,cutout' → ('translation', 'cutout'); 'none' or '' → ()."""
-    names = tuple(n.strip() for n in text.split(",") if n.strip() and n.strip() != "none")
-    unknown = [n for n in names if n not in POLICIES]
-    if unknown:
-        raise ValueError(f"unknown augmentation {', '.join(unknown)}: choose from {', '.join(POLICIES)} or none")
-    return names
-
-
 def augment(x: torch.Tensor, policy: tuple[str, ...], draw) -> torch.Tensor:
     """x (N, C, H, W) transformed by each operation of `policy`, independently per image.
 
@@ -69,5 +60,4 @@ def color(x: torch.Tensor, draw) -> torch.Tensor:
     return (x - mean) * (u[2] + 0.5) + mean
 
 
-_OPS = {"translation": translation, "cutout": cutout, "color": color}
-POLICIES = tuple(_OPS)
+_OPS = {"translation": translation, "cutout": cutout, "color": color}  # the names config.AUGMENTATIONS lists

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import checkpoint
-from .errors import CheckpointError, GankitError
-from .stats import read_jsonl
+from gankit.errors import CheckpointError, GankitError
+from gankit.files import atomic_write, read_jsonl, write_text
+from gankit.runs import list_checkpoints
 
 # (title, metrics.jsonl keys, y label, log scale)
 CURVES = [
@@ -191,19 +191,18 @@ def write_gif(run: Run, max_width: int = 480) -> Path | None:
     if len(frames) < 2:
         return None
     out = run.path / "training.gif"
-    tmp = out.with_name(".training.gif.tmp")
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=400, loop=0)
-    tmp.replace(out)
+    atomic_write(out, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                                                 duration=400, loop=0))
     return out
 
 
 def write_interpolation(run: Run) -> Path | None:
     """RUN/interpolation.png: latent walks (slerp) from the latest checkpoint of an image run; None without one."""
-    if run.config.get("model") == "mlp" or not checkpoint.list_checkpoints(run.path):
+    if run.config.get("model") == "mlp" or not list_checkpoints(run.path):
         return None
-    from .images import grid, save_png, to_uint8
-    from .sample import latent_walk
-    from .session import load_generator
+    from gankit.images import grid, save_png, to_uint8
+    from gankit.runs import load_generator
+    from gankit.tools.sample import latent_walk
 
     try:
         G, spec, _ = load_generator(run.path, ema=run.config.get("ema") is not None)
@@ -329,7 +328,5 @@ def write_report(paths: list[str | Path], out: str | Path | None = None) -> Path
     out = Path(out) if out else (runs[0].path / "report.html" if len(runs) == 1 else Path("compare.html"))
     out.parent.mkdir(parents=True, exist_ok=True)
     text = single_report(runs[0], out) if len(runs) == 1 else comparison_report(runs, out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    write_text(out, text)
     return out

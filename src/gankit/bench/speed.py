@@ -26,25 +26,24 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from .batches import ImageBatches
-from .bench_reference import ReferenceLoop, reference_spec
-from .config import TrainConfig
-from . import host
-from .host import keep_freed_memory
-from .data import load_images, to_model_range
-from .distributed import Dist
-from .engine import Game, Precision, train_step
-from .errors import ConfigError, DataError
-from .losses import LOSSES
-from .nets import build
-from .session import make_optimizer
-from .stats import Stats
+from gankit import host
+from gankit.bench.reference import ReferenceLoop, reference_spec
+from gankit.config import TrainConfig
+from gankit.data import load_images, to_model_range
+from gankit.data.batches import ImageBatches
+from gankit.errors import ConfigError, DataError
+from gankit.host import keep_freed_memory
+from gankit.models import build
+from gankit.training.defaults import make_optimizer
+from gankit.training.engine import train_step
+from gankit.training.losses import LOSSES
+from gankit.training.state import Game, Precision, TrainState
+from gankit.training.stats import Stats
 
 RESOLUTIONS = (28, 32, 64)
 MODES = ("reference", "reference, gankit's allocator", "gankit fp32", "gankit fast")
@@ -75,18 +74,18 @@ def gankit_loop(images: torch.Tensor, resolution: int, batch_size: int, bf16: bo
     G, D = (m.to(memory_format=torch.channels_last) for m in build("dcgan", spec))
     dtype = torch.bfloat16 if bf16 else None
     cfg = TrainConfig(batch_size=batch_size, seed=0, ema=0.999, beta1=0.5, beta2=0.999)
-    session = SimpleNamespace(
-        cfg=cfg, dist=Dist(), spec=spec,
-        batches=ImageBatches(to_model_range(images, resolution), None, batch_size, seed=0),
+    state = TrainState(
+        G=G, D=D, G_ema=copy.deepcopy(G).eval().requires_grad_(False),
+        opt_g=make_optimizer(cfg, G.parameters(), lr=2e-4), opt_d=make_optimizer(cfg, D.parameters(), lr=2e-4),
         game=Game(LOSSES["ns"], real_target=1.0, gp_weight=0.0, weight_clip=None, n_critic=1),
         precision=Precision(torch.device("cpu"), dtype, channels_last=True),
-        G=G, D=D, G_train=G, D_train=D, G_ema=copy.deepcopy(G).eval().requires_grad_(False),
-        opt_g=make_optimizer(cfg, G.parameters(), lr=2e-4), opt_d=make_optimizer(cfg, D.parameters(), lr=2e-4))
+        batches=ImageBatches(to_model_range(images, resolution), None, batch_size, seed=0),
+        latent_dim=spec.latent_dim, batch_size=batch_size, seed=0, ema=cfg.ema)
     stats, counter = Stats(), iter(range(10**9))
 
     def step():
         i = next(counter)
-        train_step(session, i, stats)
+        train_step(state, i, stats)
         if (i + 1) % 50 == 0:  # the host sync of a log line, every log_every steps
             stats.flush()
 
@@ -474,7 +473,7 @@ def _rate(fn, x: torch.Tensor, repeats: int) -> tuple[float, torch.Tensor]:
 
 
 def _inception_input(batch: int) -> torch.Tensor:
-    from .metrics.inception import resize_clean
+    from gankit.metrics.inception import resize_clean
 
     images = torch.randint(0, 256, (batch, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     return resize_clean(images) / 128 - 1
@@ -497,7 +496,7 @@ def shipped_inception_child(path: str, batch: str, repeats: str, features_out: s
 def _shipped_in_plain_process(path: str, batch: int, repeats: int) -> tuple[float, torch.Tensor]:
     with tempfile.TemporaryDirectory() as tmp:
         features_out = os.path.join(tmp, "features.pt")
-        code = "import sys; from gankit.bench import shipped_inception_child as c; c(*sys.argv[1:])"
+        code = "import sys; from gankit.bench.speed import shipped_inception_child as c; c(*sys.argv[1:])"
         done = subprocess.run([sys.executable, "-c", code, path, str(batch), str(repeats), features_out],
                               capture_output=True, text=True)
         if done.returncode != 0:
@@ -509,7 +508,7 @@ def inception_bench(batch: int = 32, repeats: int = 2, rounds: int = 2, path: st
     """The shipped TorchScript module in a plain child process (the baseline) and in this process under gankit's
     allocator setting, against gankit's eager rebuild in fp32 and (where bf16 is native) bf16, as `gankit eval`
     (--fast where bf16 beats fp32) runs them. Rows take turns for `rounds` rounds; each keeps its best."""
-    from .metrics.inception import default_path, load_inception
+    from gankit.metrics.inception import default_path, load_inception
 
     extractor = load_inception(path)  # also makes this process keep freed memory, as `gankit eval` does
     shipped_path = str(path or default_path())

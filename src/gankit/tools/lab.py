@@ -6,10 +6,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, NonFiniteLoss
-from .losses import LOSSES
-from .report import write_report
-from .session import train
+from gankit.errors import ConfigError, NonFiniteLoss
+from gankit.tools.report import write_report
+from gankit.training.losses import LOSSES
+from gankit.training.session import train
 
 
 def run_lab(losses: list[str], data: str = "ring8", steps: int = 2000, out: str | Path = "runs/lab", seed: int = 0,

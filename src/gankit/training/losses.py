@@ -13,7 +13,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-
 # --- D objectives ---------------------------------------------------------------------------------------------------
 
 def d_logistic(*, real_logits, fake_logits, real_target: float = 1.0):

@@ -1,4 +1,6 @@
-"""Atomic checkpoints: weights in safetensors (self-describing via metadata), training state beside them.
+"""The run folder: what everything after training imports (sampling, evaluation, reports), never the trainer.
+
+Checkpoints are atomic: weights in safetensors (self-describing via metadata), training state beside them.
 
 `checkpoints/step_0002000.safetensors` holds G, D and G_ema tensors plus the NetSpec and model name as metadata, so a
 checkpoint rebuilds the networks with nothing else. `step_0002000.state.pt` holds optimiser states, the step and RNG
@@ -10,9 +12,9 @@ checkpoint.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,29 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError
+from gankit.config import load_file as load_config_file
+from gankit.data.streams import Stream, seeded
+from gankit.errors import CheckpointError, ConfigError
+from gankit.files import atomic_write
+from gankit.models import NetSpec, build
 
 _NAME = re.compile(r"^step_(\d{7,})\.safetensors$")
+
+
+def run_config(run_dir: str | Path) -> dict:
+    """A run folder's config.json as key/value pairs."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise ConfigError(f"{run_dir} is not a run folder (no config.json)")
+    return load_config_file(path)
+
+
+def has_ema(cfg: dict) -> bool:
+    return cfg.get("ema") is not None
+
+
+def is_toy_run(run_dir: str | Path) -> bool:
+    return run_config(run_dir).get("model") == "mlp"
 
 
 def path_for(run_dir: Path, step: int) -> Path:
@@ -76,17 +98,6 @@ def set_aside(weights: Path) -> Path:
     return weights.with_name(weights.name + ".unreadable")
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save(run_dir: Path, step: int, modules: dict[str, torch.nn.Module], metadata: dict[str, Any],
          state: dict[str, Any], keep: int) -> Path:
     """Write one checkpoint atomically and delete all but the newest `keep`."""
@@ -95,8 +106,8 @@ def save(run_dir: Path, step: int, modules: dict[str, torch.nn.Module], metadata
     tensors = {f"{name}.{k}": v.detach().cpu().contiguous()
                for name, m in modules.items() for k, v in m.state_dict().items()}
     meta = {k: json.dumps(v) for k, v in {**metadata, "step": step}.items()}
-    _atomic(state_path(weights), lambda p: torch.save(state, p))
-    _atomic(weights, lambda p: save_file(tensors, str(p), metadata=meta))
+    atomic_write(state_path(weights), lambda p: torch.save(state, p))
+    atomic_write(weights, lambda p: save_file(tensors, str(p), metadata=meta))
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink()
         state_path(old).unlink(missing_ok=True)
@@ -136,3 +147,62 @@ def load_state(weights: Path) -> dict[str, Any]:
 
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def load_networks(run_dir: str | Path, ema: bool = False, device: str = "cpu"):
+    """(G, D, NetSpec, step) in eval mode from a run folder's newest readable checkpoint; needs no data.
+
+    With `ema`, G holds the exponential moving average of the generator's weights.
+    """
+    loaded = {}
+
+    def load(weights: Path) -> None:
+        meta = read_metadata(weights)
+        try:
+            spec = NetSpec(**meta["spec"])
+            G, D = build(meta["model"], spec)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {weights} does not describe its model: {e}") from None
+        if ema and meta.get("has_ema") is False:
+            raise ConfigError(f"{run_dir} was trained without EMA (ema: null); drop --ema")
+        load_weights(weights, {"G_ema" if ema else "G": G, "D": D})
+        loaded.update(G=G, D=D, spec=spec, step=int(meta["step"]))
+
+    used, skipped = newest_readable(Path(run_dir), load)
+    for weights, why in skipped:
+        print(f"gankit: warning: skipped {weights.name}, {why}; using {used.name}", file=sys.stderr)
+    return loaded["G"].to(device).eval(), loaded["D"].to(device).eval(), loaded["spec"], loaded["step"]
+
+
+def load_generator(run_dir: str | Path, ema: bool = False, device: str = "cpu"):
+    """(G in eval mode, NetSpec, step) from a run folder's latest checkpoint; needs no data."""
+    G, _, spec, step = load_networks(run_dir, ema, device)
+    return G, spec, step
+
+
+@torch.no_grad()
+def generate(G: torch.nn.Module, latent_dim: int, n: int, seed: int = 0, labels: torch.Tensor | None = None,
+             batch_size: int = 256) -> torch.Tensor:
+    """n samples of G (float, model range) from z ~ N(0, I) seeded by `seed`, in batches to bound memory."""
+    z = torch.randn(n, latent_dim, generator=seeded(seed, Stream.SAMPLES))
+    device = next(G.parameters()).device
+    out = []
+    for start in range(0, n, batch_size):
+        y = labels[start:start + batch_size].to(device) if labels is not None else None
+        out.append(G(z[start:start + batch_size].to(device), y).float().cpu())
+    return torch.cat(out)
+
+
+def labels_for(num_classes: int, n: int, label: int | None) -> torch.Tensor | None:
+    """The labels a conditional G is asked for: all `label`, or cycling through the classes; None if unconditional."""
+    if not num_classes:
+        if label is not None:
+            raise ConfigError("--label needs a conditional run (trained with --conditional)")
+        return None
+    if label is None:
+        return torch.arange(n) % num_classes
+    if not 0 <= label < num_classes:
+        raise ConfigError(f"--label must be in 0..{num_classes - 1}, got {label}")
+    return torch.full((n,), label, dtype=torch.long)
+
+

@@ -1,0 +1,49 @@
+"""Generators and discriminators: DCGAN (Radford et al. 2015), its conditional variant, and MLPs for 2-D data.
+
+Conventions: `G(z, y)` maps noise (N, latent_dim) and optional labels (N,) to samples; `D.features(x, y)` gives
+(N, F) features, `D.head(f, y)` (N,) logits with higher = more real, and `D(x, y) = D.head(D.features(x, y), y)`.
+This package imports only torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from torch import nn
+
+from gankit.models.dcgan import (
+    DCGANDiscriminator,
+    DCGANGenerator,
+    dcgan_plan,
+    init_dcgan_weights,
+)
+from gankit.models.mlp import MLPDiscriminator, MLPGenerator
+from gankit.models.spec import NetSpec
+
+ARCHITECTURES = {
+    "dcgan": (DCGANGenerator, DCGANDiscriminator),
+    "mlp": (MLPGenerator, MLPDiscriminator),
+}
+
+
+def build(model: str, spec: NetSpec) -> tuple[nn.Module, nn.Module]:
+    """(G, D) for an architecture name in ARCHITECTURES."""
+    make_g, make_d = ARCHITECTURES[model]
+    return make_g(spec), make_d(spec)
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: nn.Module):
+    """Run the block with `modules` in eval mode (batch norm's running statistics untouched, dropout off), then give
+    each back the mode it had: sampling in the middle of training must not change what resuming reproduces."""
+    was_training = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, was_training):
+            m.train(mode)
+
+
+__all__ = ["ARCHITECTURES", "NetSpec", "build", "dcgan_plan", "eval_mode", "init_dcgan_weights"]

@@ -1,0 +1,65 @@
+"""MLP G and D for 2-D toy data."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gankit.models.layers import d_layer, head_terms, label_projection, std_weight
+from gankit.models.spec import NetSpec
+
+
+class MLPGenerator(nn.Module):
+    """z (+ label embedding) → `depth` ReLU layers → a point in R^channels (no output squashing: toy data is unbounded)."""
+
+    def __init__(self, spec: NetSpec):
+        super().__init__()
+        self.label_embedding = nn.Embedding(spec.num_classes, spec.latent_dim) if spec.num_classes else None
+        in_dim = spec.latent_dim * (2 if spec.num_classes else 1)
+        layers: list[nn.Module] = []
+        for i in range(spec.depth):
+            layers.append(nn.Linear(in_dim if i == 0 else spec.width_g, spec.width_g))
+            if spec.batchnorm_g:
+                layers.append(nn.BatchNorm1d(spec.width_g))
+            layers.append(nn.ReLU(inplace=True))
+        layers.append(nn.Linear(spec.width_g, spec.channels))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.label_embedding is not None:
+            z = torch.cat([z, self.label_embedding(y)], dim=1)
+        return self.net(z)  # (N, channels)
+
+
+class MLPDiscriminator(nn.Module):
+    """Point → `depth` LeakyReLU(0.2) layers (features) → linear logit, with optional label projection."""
+
+    def __init__(self, spec: NetSpec):
+        super().__init__()
+        self.label_embedding = None
+        if spec.num_classes and spec.conditioning_d == "concat":
+            self.label_embedding = nn.Embedding(spec.num_classes, spec.width_d)
+        in_dim = spec.channels + (spec.width_d if self.label_embedding is not None else 0)
+        layers: list[nn.Module] = []
+        for i in range(spec.depth):
+            layers.append(d_layer(nn.Linear(in_dim if i == 0 else spec.width_d, spec.width_d), spec))
+            if spec.batchnorm_d and i > 0:
+                layers.append(nn.BatchNorm1d(spec.width_d))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            if spec.dropout_d:
+                layers.append(nn.Dropout(spec.dropout_d))
+        self.body = nn.Sequential(*layers)
+        self.out = d_layer(nn.Linear(spec.width_d, 1), spec)
+        self.label_projection = label_projection(spec, spec.width_d)
+        self.std_weight = std_weight(spec)
+
+    def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.label_embedding is not None:
+            x = torch.cat([x, self.label_embedding(y)], dim=1)
+        return self.body(x)  # (N, width_d)
+
+    def head(self, f: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.out(f).flatten() + head_terms(self, f, y)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(x, y), y)

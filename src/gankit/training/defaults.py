@@ -1,0 +1,131 @@
+"""What gankit decides when a setting is left to it: every None of a TrainConfig filled from the data, the model
+and the host (`gankit.host`), with the measurements behind each choice; and the networks' and optimisers' builders."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from gankit import host
+from gankit.config import TrainConfig, parse_policy
+from gankit.errors import ConfigError
+from gankit.models import NetSpec, dcgan_plan
+from gankit.training.losses import LOSSES
+
+
+def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
+    """Fill every None of `cfg` from the data and the model, and check the combination makes sense."""
+    toy = shape["resolution"] == 0
+    model = cfg.model or ("mlp" if toy else "dcgan")
+    if toy and model != "mlp":
+        raise ConfigError(f"{cfg.data} is 2-D toy data: use --model mlp")
+    if not toy and model == "mlp":
+        raise ConfigError("the mlp model is for 2-D toy data; use --model dcgan for images")
+    resolution = 0 if toy else (cfg.resolution or shape["resolution"])
+    if not toy:
+        try:
+            dcgan_plan(resolution)
+        except ValueError as e:
+            raise ConfigError(f"{e}; pass --resolution to resize the data once at load") from None
+    if cfg.conditional and not shape["num_classes"]:
+        raise ConfigError(f"--conditional needs class labels, and {cfg.data} has none")
+    dcgan = model == "dcgan"
+    # Labels, where the data has them, lowered Fashion-MNIST's Inception FID after 10 CPU-minutes from 38.5 to 28.4
+    # (docs/performance.md); a conditional G still draws the data's distribution when its labels are drawn like the data's.
+    conditional = cfg.conditional if cfg.conditional is not None else (not toy and bool(shape["num_classes"]))
+    if cfg.class_batchnorm and not (dcgan and conditional and cfg.batchnorm_g is not False):
+        raise ConfigError("--class-batchnorm is for a conditional dcgan (images with class labels) with batch norm in G")
+    if toy and parse_policy(cfg.augment):
+        raise ConfigError("--augment transforms images; 2-D toy data has none")
+    loss = LOSSES[cfg.loss]
+    if cfg.label_smoothing and not loss.label_smoothing:
+        raise ConfigError(f"label smoothing has no meaning for the {cfg.loss} loss")
+    gp_loss = cfg.loss == "wgan-gp"
+    device = device_for(cfg.device)
+    auto_bf16 = cfg.precision == "auto" and dcgan and fast_bf16(device)  # toy points need fp32: bf16 rounds 1.0 to 2^-8
+    width_g, width_d = dcgan_widths(resolution, device, cfg.max_minutes) if dcgan else (256, 256)
+    # Learning rates and critic steps: the WGAN papers' own; for the rest, 4e-4 at batch 32 trained DCGAN on
+    # Fashion-MNIST to a clearly lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs/performance.md).
+    lr = {"wgan": 5e-5, "wgan-gp": 1e-4}.get(cfg.loss, 4e-4 if dcgan else 2e-4)
+    lr_g = cfg.lr_g or lr
+    return dataclasses.replace(
+        cfg,
+        model=model,
+        resolution=resolution,
+        conditional=conditional,
+        latent_dim=cfg.latent_dim or (100 if dcgan else 2),
+        width_g=cfg.width_g or width_g,
+        width_d=cfg.width_d or width_d,
+        batchnorm_g=cfg.batchnorm_g if cfg.batchnorm_g is not None else dcgan,
+        # A per-sample gradient penalty is wrong under batch norm (Gulrajani et al.), and SN replaces it.
+        batchnorm_d=cfg.batchnorm_d if cfg.batchnorm_d is not None else (dcgan and not cfg.spectral_norm and not gp_loss),
+        gp_weight=cfg.gp_weight if cfg.gp_weight is not None else loss.gradient_penalty,
+        weight_clip=cfg.weight_clip if cfg.weight_clip is not None else loss.weight_clip,
+        beta1=cfg.beta1 if cfg.beta1 is not None else (0.0 if gp_loss else 0.5),
+        beta2=cfg.beta2 if cfg.beta2 is not None else (0.9 if gp_loss else 0.999),
+        batch_size=cfg.batch_size or (32 if not toy else 256),
+        n_critic=cfg.n_critic or (5 if cfg.loss in ("wgan", "wgan-gp") else 1),
+        lr_g=lr_g,
+        lr_d=cfg.lr_d or lr_g,
+        precision={"auto": "bf16" if auto_bf16 else "fp32"}.get(cfg.precision, cfg.precision),
+        out=cfg.out or f"runs/{Path(cfg.data).stem}-{cfg.loss}",
+    )
+
+
+# A wall-clock budget this short buys a CPU too few updates of G 96 / D 64 (docs/performance.md).
+SHORT_CPU_BUDGET_MINUTES = 15
+
+
+def dcgan_widths(resolution: int, device: torch.device, max_minutes: float | None = None) -> tuple[int, int]:
+    """G's and D's default widths (DCGAN's ngf, ndf): DCGAN's 64, except at 28×28, where they were measured.
+
+    The wider G 96 / D 64 wins where its steps are fast — a GPU, bf16 on a CPU that runs it faster than fp32, fp32 on
+    an AVX-512 CPU: ~43–53 ms a step on 2 cores — and the budget long enough: on Fashion-MNIST after 30 CPU-minutes
+    FID 18.7–19.1 (bf16) and 19.9–20.1 (AVX-512 fp32), against 20.7 for 64 / 64 and 21.1 for G 48 / D 32. Within
+    `SHORT_CPU_BUDGET_MINUTES` on a CPU, G 48 / D 32's 2.3× more updates won or tied: after 10 minutes on the AVX-512
+    CPU 21.0–22.8 against 21.8–24.6 over four pairs (won on the three slow hours, ~9,200–9,900 updates of 96 / 64),
+    after 15 minutes 22.5 against 22.4. On an AVX2-only CPU every step is fp32 and a 96 / 64 step ~3.5× slower, so
+    G 48 / D 32 is its default for any budget (10 minutes: 26.3 against 32.4; 30 minutes: 21.4). The rule reads CPU
+    flags and the budget, never a timing, so that one command on one machine always builds the same networks (in both
+    precisions).
+    """
+    if resolution != 28:
+        return 64, 64
+    if device.type != "cpu":
+        return 96, 64
+    short_budget = max_minutes is not None and max_minutes <= SHORT_CPU_BUDGET_MINUTES
+    if not short_budget and (host.current().vectors == "AVX512" or fast_bf16(device)):
+        return 96, 64
+    return 48, 32
+
+
+def device_for(name: str) -> torch.device:
+    """--device: cpu, cuda, or auto (CUDA where PyTorch sees a GPU)."""
+    if name == "auto":
+        return torch.device("cuda" if host.current().cuda else "cpu")
+    if name == "cuda" and not host.current().cuda:
+        raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA device")
+    return torch.device(name)
+
+
+def fast_bf16(device: torch.device) -> bool:
+    return host.current().cuda_bf16 if device.type == "cuda" else host.current().fast_bf16
+
+
+def net_spec(cfg: TrainConfig, shape: dict) -> NetSpec:
+    return NetSpec(
+        channels=shape["channels"], resolution=cfg.resolution,
+        num_classes=shape["num_classes"] if cfg.conditional else 0,
+        latent_dim=cfg.latent_dim, width_g=cfg.width_g, width_d=cfg.width_d, depth=cfg.depth,
+        batchnorm_g=cfg.batchnorm_g, batchnorm_d=cfg.batchnorm_d, spectral_norm_d=cfg.spectral_norm,
+        dropout_d=cfg.dropout, minibatch_std_d=cfg.minibatch_std, conditioning_d=cfg.conditioning,
+        class_batchnorm_g=cfg.class_batchnorm)
+
+
+def make_optimizer(cfg: TrainConfig, params, lr: float) -> torch.optim.Optimizer:
+    """`params` must already be on their device. Adam is fused: one kernel for all parameters (5× faster on a CPU)."""
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=True)

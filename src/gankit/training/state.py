@@ -1,0 +1,67 @@
+"""What one training step reads and updates — networks, optimisers, the game's rules, the arithmetic, the data —
+and nothing about files, logging or the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gankit.training.losses import GANLoss
+
+
+@dataclass
+class Game:
+    """The resolved rules of one run's game: the loss pair and the regularisers' actual weights."""
+
+    loss: GANLoss
+    real_target: float  # 1 - one-sided label smoothing
+    gp_weight: float
+    weight_clip: float | None
+    n_critic: int
+    augment: tuple[str, ...] = ()  # DiffAugment operations applied to everything D sees
+
+
+class Precision:
+    """Where and in what arithmetic the networks run: fp32, bf16 autocast, or fp16 autocast with loss scaling."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype | None, channels_last: bool):
+        self.device, self.dtype, self.channels_last = device, dtype, channels_last
+        fp16 = dtype == torch.float16  # fp16's narrow exponent needs scaled losses; bf16's does not
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+
+@dataclass
+class TrainState:
+    """The networks are the bare modules (checkpoints, EMA, samples); `G_train` and `D_train` are what the steps
+    train: the same modules, inside DistributedDataParallel in a torchrun job (rank `rank` of `world_size`)."""
+
+    G: nn.Module
+    D: nn.Module
+    G_ema: nn.Module | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    game: Game
+    precision: Precision
+    batches: object  # ImageBatches or ToyBatches: batch index → (x, y)
+    latent_dim: int
+    batch_size: int  # the global batch
+    seed: int
+    ema: float | None  # the EMA's decay
+    G_train: nn.Module | None = None  # None: G itself
+    D_train: nn.Module | None = None
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self):
+        self.G_train = self.G_train if self.G_train is not None else self.G
+        self.D_train = self.D_train if self.D_train is not None else self.D
