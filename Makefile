@@ -1,7 +1,7 @@
 # make demo: set up and train a DCGAN on Fashion-MNIST into runs/demo/: 10 minutes of training, or 30,000 steps where
 # that comes first (on a GPU). A 10-minute budget on a CPU gets the narrower networks, G 48 / D 32 (21,600-28,600 steps
 # on 2 AVX-512 cores, 9,400-14,100 on 2 AVX2-only cores).
-# make test: set up and run the whole test suite
+# make test: set up, lint (ruff check + format --check), and run the whole test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -31,6 +31,8 @@ demo: setup
 	@echo "demo: samples in runs/demo/samples/ and runs/demo/final.png; TensorBoard: $(BIN)/tensorboard --logdir runs/demo/tb"
 
 test: setup
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/python -m pytest
 
 clean:

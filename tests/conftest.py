@@ -93,9 +93,9 @@ def write_shapes(path, n, side, seed=0):
     for i in range(n):
         r, c = rng.integers(1, side - size, size=2)
         if y[i] == 0:
-            x[i, r:r + size, c:c + size] = 255
+            x[i, r : r + size, c : c + size] = 255
         else:
-            x[i, 1:side - 1, c:c + 3] = 210
+            x[i, 1 : side - 1, c : c + 3] = 210
     np.savez(path, x=x, y=y)
     return path
 
@@ -110,8 +110,17 @@ def tiny28(tmp_path):
     return write_shapes(tmp_path / "tiny28.npz", 200, 28, seed=1)
 
 
-TINY_TOY = dict(data="ring8", width_g=32, width_d=32, depth=2, batch_size=64, latent_dim=4, log_every=10,
-                sample_every=50, checkpoint_every=50)
+TINY_TOY = dict(
+    data="ring8",
+    width_g=32,
+    width_d=32,
+    depth=2,
+    batch_size=64,
+    latent_dim=4,
+    log_every=10,
+    sample_every=50,
+    checkpoint_every=50,
+)
 
 
 @pytest.fixture
@@ -121,6 +130,14 @@ def tiny_toy():
 
 @pytest.fixture
 def tiny_dcgan(tiny_images):
-    return dict(data=str(tiny_images), width_g=8, width_d=8, latent_dim=8, batch_size=32, log_every=10,
-                sample_every=50, checkpoint_every=50, grid_size=16)
-
+    return dict(
+        data=str(tiny_images),
+        width_g=8,
+        width_d=8,
+        latent_dim=8,
+        batch_size=32,
+        log_every=10,
+        sample_every=50,
+        checkpoint_every=50,
+        grid_size=16,
+    )

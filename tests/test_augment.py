@@ -52,7 +52,7 @@ def test_each_image_draws_its_own_transformation_and_gradients_pass():
 
     def draw(k):
         start = next(used)
-        return u[:, start:start + k]
+        return u[:, start : start + k]
 
     out = augment(x, parse_policy("translation,cutout,color"), draw)
     assert not torch.equal(out[0], out[1])

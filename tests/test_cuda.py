@@ -28,8 +28,9 @@ def test_training_and_resuming_on_the_gpu(tmp_path, tiny_dcgan, on_the_gpu, prec
     common = dict(tiny_dcgan, precision=precision, show_progress=False)
     run = train(out=str(tmp_path / "r"), steps=50, **common)
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["precision"] == ("bf16" if precision == "auto" and on_the_gpu.cuda_bf16 else
-                                "fp32" if precision == "auto" else "fp16")
+    assert cfg["precision"] == (
+        "bf16" if precision == "auto" and on_the_gpu.cuda_bf16 else "fp32" if precision == "auto" else "fp16"
+    )
     state = checkpoint.load_state(checkpoint.latest(run))
     assert "rng_cuda" in state and (("scaler_d" in state) == (precision == "fp16"))
     train(out=str(run), steps=100, resume=True, **common)

@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import idx_bytes, write_idx_split
 from PIL import Image
 
-from gankit.data import load_images, to_model_range
-from gankit.data import sources
+from gankit.data import load_images, sources, to_model_range
 from gankit.errors import DataError
-from conftest import idx_bytes, write_idx_split
 
 FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 
@@ -192,11 +191,14 @@ def test_npz_with_labels_and_channels_last(tmp_path):
     assert data.y.tolist() == [0, 2, 1, 2] and data.num_classes == 3 and data.name == "set"
 
 
-@pytest.mark.parametrize("pixels, expected, scale", [
-    ([[0.0, 0.5], [1.0, 1.0]], [0, 128, 255, 255], "floats read as [0, 1]"),
-    ([[-1.0, 0.0], [0.5, 1.0]], [0, 128, 191, 255], "floats read as [-1, 1]"),  # any negative: the model's range
-    ([[0.0, 2.0], [127.6, 255.0]], [0, 2, 128, 255], "floats read as [0, 255]"),
-])
+@pytest.mark.parametrize(
+    "pixels, expected, scale",
+    [
+        ([[0.0, 0.5], [1.0, 1.0]], [0, 128, 255, 255], "floats read as [0, 1]"),
+        ([[-1.0, 0.0], [0.5, 1.0]], [0, 128, 191, 255], "floats read as [-1, 1]"),  # any negative: the model's range
+        ([[0.0, 2.0], [127.6, 255.0]], [0, 2, 128, 255], "floats read as [0, 255]"),
+    ],
+)
 def test_npz_floats_are_read_on_their_stated_scale(tmp_path, pixels, expected, scale):
     np.savez(tmp_path / "f.npz", x=np.array([pixels], dtype=np.float32))
     data = load_images(str(tmp_path / "f.npz"))
@@ -209,8 +211,16 @@ def test_the_training_line_states_how_float_pixels_were_read(tmp_path, capsys):
 
     x = np.random.default_rng(0).random((64, 16, 16), dtype=np.float32)  # [0, 1]: would be near-black as 0..255
     np.savez(tmp_path / "unit.npz", x=x)
-    train(data=str(tmp_path / "unit.npz"), steps=1, width_g=8, width_d=8, batch_size=16, grid_size=4,
-          out=str(tmp_path / "r"), show_progress=False)
+    train(
+        data=str(tmp_path / "unit.npz"),
+        steps=1,
+        width_g=8,
+        width_d=8,
+        batch_size=16,
+        grid_size=4,
+        out=str(tmp_path / "r"),
+        show_progress=False,
+    )
     assert "64 images 1×16×16, no classes, floats read as [0, 1])" in capsys.readouterr().err
     mean = load_images(str(tmp_path / "unit.npz")).x.float().mean().item()
     assert mean == pytest.approx(x.mean() * 255, abs=0.5)
@@ -301,8 +311,14 @@ def test_nothing_found_and_no_download_names_every_way(isolated):
     with pytest.raises(DataError) as info:
         load_images("fashion-mnist", download=False)
     message = str(info.value)
-    for hint in ("--data-dir", "$GANKIT_DATA", str(isolated / "xdg" / "gankit" / "fashion-mnist"),
-                 "apt-get install dataset-fashion-mnist", "downloading is disabled", "amazonaws.com"):
+    for hint in (
+        "--data-dir",
+        "$GANKIT_DATA",
+        str(isolated / "xdg" / "gankit" / "fashion-mnist"),
+        "apt-get install dataset-fashion-mnist",
+        "downloading is disabled",
+        "amazonaws.com",
+    ):
         assert hint in message
 
 
@@ -316,6 +332,7 @@ def test_failed_download_names_the_reason(isolated):
 
 def _serve(monkeypatch, files: dict[str, bytes]):
     """Replace the network with a dict from URL file name to bytes."""
+
     def fetch(url, out):
         out.write(files[url.rsplit("/", 1)[1]])
 

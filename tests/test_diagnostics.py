@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
+from gankit.errors import NonFiniteLoss
+from gankit.files import read_jsonl
 from gankit.training import session as session_mod
 from gankit.training.diagnostics import COLLAPSE_PATIENCE, PERSIST, WARMUP, Watcher, mean_pairwise_distance
-from gankit.errors import NonFiniteLoss
 from gankit.training.session import train
-from gankit.files import read_jsonl
 
 HEALTHY = {"loss_d": 1.2, "loss_g": 0.9, "d_real": 0.6, "d_fake": 0.4, "grad_norm_g": 2.0}
 
@@ -84,6 +84,7 @@ def test_mean_pairwise_distance():
 
 # --- provoked in real (tiny) training runs --------------------------------------------------------------------------
 
+
 def kinds(run) -> list[tuple[str, str]]:
     return [(r["kind"], r["status"]) for r in read_jsonl(run / "diagnostics.jsonl")]
 
@@ -112,8 +113,12 @@ def test_a_generator_fed_constant_noise_collapses(tmp_path, tiny_dcgan, monkeypa
     monkeypatch.setattr(session_mod, "build", build_with_constant_z)
     # log every 5 steps: warm-up (4 intervals) plus COLLAPSE_PATIENCE intervals of identical samples
     # unconditional: a conditional G would still vary its samples with the label
-    run = train(out=str(tmp_path / "collapsed"), steps=5 * (4 + COLLAPSE_PATIENCE + PERSIST + 2), show_progress=False,
-                **dict(tiny_dcgan, log_every=5, conditional=False))
+    run = train(
+        out=str(tmp_path / "collapsed"),
+        steps=5 * (4 + COLLAPSE_PATIENCE + PERSIST + 2),
+        show_progress=False,
+        **dict(tiny_dcgan, log_every=5, conditional=False),
+    )
     (record,) = [r for r in read_jsonl(run / "diagnostics.jsonl") if r["kind"] == "collapse"]
     assert record["evidence"]["diversity_ratio"] < 0.05 and "feature-matching" in record["remedy"]
 
@@ -136,5 +141,7 @@ def test_divergence_is_reported_when_it_starts_and_recorded_when_the_run_stops(t
         train(out=str(tmp_path / "nan"), steps=400, loss="ns", show_progress=False, **tiny_toy)
     records = read_jsonl(tmp_path / "nan" / "diagnostics.jsonl")
     assert [(r["kind"], r["status"], r["step"]) for r in records] == [
-        ("instability", "started", 100 + 10 * PERSIST), ("non_finite", "stopped", 160)]
+        ("instability", "started", 100 + 10 * PERSIST),
+        ("non_finite", "stopped", 160),
+    ]
     assert records[0]["evidence"]["loss_d"] > 20 * records[0]["evidence"]["loss_d_early"]

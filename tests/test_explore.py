@@ -14,8 +14,16 @@ from gankit.training.session import train
 
 @pytest.fixture
 def run28(tmp_path, tiny28):
-    return train(data=str(tiny28), steps=20, width_g=8, width_d=8, latent_dim=8, batch_size=20,
-                 out=str(tmp_path / "r28"), show_progress=False)
+    return train(
+        data=str(tiny28),
+        steps=20,
+        width_g=8,
+        width_d=8,
+        latent_dim=8,
+        batch_size=20,
+        out=str(tmp_path / "r28"),
+        show_progress=False,
+    )
 
 
 def test_slerp_keeps_the_norm_and_ends_at_its_end_points():
@@ -70,16 +78,42 @@ def test_neighbours_grid_and_nearest_search(run28, tmp_path):
 def test_arithmetic_with_a_domain_classifier(run28, tiny28, tmp_path, capsys):
     assert main(["classifier", "train", "--data", str(tiny28), "--epochs", "1"]) == 0
     out = tmp_path / "arith.png"
-    assert main(["arithmetic", str(run28), "--a", "label=0", "--b", "label=1", "--c", "label=1", "--rows", "2",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "arithmetic",
+                str(run28),
+                "--a",
+                "label=0",
+                "--b",
+                "label=1",
+                "--c",
+                "label=1",
+                "--rows",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).size == (4 * 30 + 2, 2 * 30 + 2)
     with pytest.raises(ConfigError, match="label=K"):
         parse_concept("class=3", 10)
 
 
 def test_per_class_grid_of_a_conditional_run(tmp_path, tiny_images):
-    run = train(data=str(tiny_images), conditional=True, steps=10, width_g=8, width_d=8, batch_size=32,
-                out=str(tmp_path / "cond"), show_progress=False, grid_size=16)
+    run = train(
+        data=str(tiny_images),
+        conditional=True,
+        steps=10,
+        width_g=8,
+        width_d=8,
+        batch_size=32,
+        out=str(tmp_path / "cond"),
+        show_progress=False,
+        grid_size=16,
+    )
     assert main(["sample", str(run), "--per-class", "--n", "5", "--out", str(tmp_path / "c.png")]) == 0
     assert Image.open(tmp_path / "c.png").size == (5 * 18 + 2, 2 * 18 + 2)  # one row per class
     assert main(["sample", str(run), "--per-class", "--label", "1", "--out", str(tmp_path / "x.png")]) == 2

@@ -1,13 +1,12 @@
 """The one seam through which gankit asks what the machine can do, and every choice that follows from it."""
 
-import dataclasses
 import subprocess
 import sys
 
 import pytest
 import torch
-
 from conftest import AVX2_ONLY, FAST_BF16, GPU, SLOW_BF16
+
 from gankit import host
 from gankit.config import TrainConfig
 from gankit.errors import ConfigError
@@ -42,12 +41,18 @@ def test_gankit_host_pins_the_facts_in_this_process_and_its_children(monkeypatch
         with pytest.raises(ConfigError, match=r"\$GANKIT_HOST must be a JSON object"):
             host.parse(bad)
     monkeypatch.setenv("GANKIT_HOST", text)
-    child = subprocess.run([sys.executable, "-c", "from gankit import host; print(host.current())"],
-                           capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "from gankit import host; print(host.current())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert child.stdout.strip() == repr(pinned)
 
 
-@pytest.mark.parametrize("machine", [AVX2_ONLY, SLOW_BF16, FAST_BF16, GPU], ids=["avx2", "slow-bf16", "fast-bf16", "gpu"])
+@pytest.mark.parametrize(
+    "machine", [AVX2_ONLY, SLOW_BF16, FAST_BF16, GPU], ids=["avx2", "slow-bf16", "fast-bf16", "gpu"]
+)
 def test_every_choice_that_depends_on_the_host_follows_the_seam(machine, pin_host):
     """Flip the decision each way: widths, precision, --device auto, the bench's rows and eval --fast all follow."""
     from gankit.bench import speed as bench
@@ -62,8 +67,9 @@ def test_every_choice_that_depends_on_the_host_follows_the_seam(machine, pin_hos
     assert (cfg.width_g, cfg.width_d) == ((48, 32) if machine is AVX2_ONLY else (96, 64))
     short = resolve(TrainConfig(max_minutes=10), shape)
     assert (short.width_g, short.width_d) == ((96, 64) if gpu else (48, 32))  # the budget rule is for CPUs only
-    assert bench.training_modes()[-1] == ("gankit fast" if fast_cpu else "gankit bf16" if pinned.native_bf16
-                                          else "gankit fp32")
+    assert bench.training_modes()[-1] == (
+        "gankit fast" if fast_cpu else "gankit bf16" if pinned.native_bf16 else "gankit fp32"
+    )
     if not gpu:
         with pytest.raises(ConfigError, match="PyTorch sees no CUDA device"):
             device_for("cuda")

@@ -72,7 +72,9 @@ def test_models_and_losses_import_only_torch():
 
 
 def test_importing_gankit_does_no_work_and_the_api_is_not_shadowed():
-    code = ("import sys, gankit; print('torch' in sys.modules, 'tensorboard' in sys.modules); "
-            "import gankit.training.session, gankit.tools.sample; print(callable(gankit.train), callable(gankit.resume))")
+    code = (
+        "import sys, gankit; print('torch' in sys.modules, 'tensorboard' in sys.modules); "
+        "import gankit.training.session, gankit.tools.sample; print(callable(gankit.train), callable(gankit.resume))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False", "True", "True"]  # `import gankit` loads no torch; gankit.train stays the function

@@ -15,34 +15,43 @@ def sigmoid(v):
 
 
 def test_logistic_d_loss_matches_the_minimax_value_function():
-    expected = -sum(math.log(sigmoid(r)) for r in REAL.tolist()) / 3 \
-               - sum(math.log(1 - sigmoid(f)) for f in FAKE.tolist()) / 3
+    expected = (
+        -sum(math.log(sigmoid(r)) for r in REAL.tolist()) / 3 - sum(math.log(1 - sigmoid(f)) for f in FAKE.tolist()) / 3
+    )
     assert_close(d_logistic(real_logits=REAL, fake_logits=FAKE), torch.tensor(expected))
 
 
 def test_one_sided_label_smoothing_targets_only_real():
     t = 0.9
-    expected = -sum(t * math.log(sigmoid(r)) + (1 - t) * math.log(1 - sigmoid(r)) for r in REAL.tolist()) / 3 \
-               - sum(math.log(1 - sigmoid(f)) for f in FAKE.tolist()) / 3
+    expected = (
+        -sum(t * math.log(sigmoid(r)) + (1 - t) * math.log(1 - sigmoid(r)) for r in REAL.tolist()) / 3
+        - sum(math.log(1 - sigmoid(f)) for f in FAKE.tolist()) / 3
+    )
     assert_close(d_logistic(real_logits=REAL, fake_logits=FAKE, real_target=t), torch.tensor(expected))
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("wgan", FAKE.mean() - REAL.mean()),
-    ("hinge", torch.relu(1 - REAL).mean() + torch.relu(1 + FAKE).mean()),
-    ("lsgan", 0.5 * ((REAL - 1) ** 2).mean() + 0.5 * (FAKE ** 2).mean()),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("wgan", FAKE.mean() - REAL.mean()),
+        ("hinge", torch.relu(1 - REAL).mean() + torch.relu(1 + FAKE).mean()),
+        ("lsgan", 0.5 * ((REAL - 1) ** 2).mean() + 0.5 * (FAKE**2).mean()),
+    ],
+)
 def test_d_losses_at_known_logits(name, expected):
     assert_close(LOSSES[name].d(real_logits=REAL, fake_logits=FAKE), expected)
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("minimax", sum(math.log(1 - sigmoid(f)) for f in FAKE.tolist()) / 3),
-    ("ns", -sum(math.log(sigmoid(f)) for f in FAKE.tolist()) / 3),
-    ("wgan", -FAKE.mean().item()),
-    ("hinge", -FAKE.mean().item()),
-    ("lsgan", (0.5 * (FAKE - 1) ** 2).mean().item()),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("minimax", sum(math.log(1 - sigmoid(f)) for f in FAKE.tolist()) / 3),
+        ("ns", -sum(math.log(sigmoid(f)) for f in FAKE.tolist()) / 3),
+        ("wgan", -FAKE.mean().item()),
+        ("hinge", -FAKE.mean().item()),
+        ("lsgan", (0.5 * (FAKE - 1) ** 2).mean().item()),
+    ],
+)
 def test_g_losses_at_known_logits(name, expected):
     assert_close(LOSSES[name].g(fake_logits=FAKE), torch.tensor(expected, dtype=torch.float32))
 
@@ -60,9 +69,9 @@ def test_higher_logit_means_more_real_for_every_loss():
 
 
 def g_grad(fn, logit):
-    l = torch.tensor([logit], requires_grad=True)
-    fn(fake_logits=l).backward()
-    return l.grad.item()
+    fake = torch.tensor([logit], requires_grad=True)
+    fn(fake_logits=fake).backward()
+    return fake.grad.item()
 
 
 def test_minimax_gradient_vanishes_when_d_rejects_fakes_and_ns_does_not():
@@ -93,7 +102,10 @@ def test_gradient_penalty_is_zero_for_a_unit_gradient_critic(shape):
     # D(x) = <w, x> with ‖w‖ = 1 has ‖∇D‖ = 1 everywhere, for any channel count.
     w = torch.randn(shape[1:])
     w = w / w.norm()
-    critic = lambda t: (t * w).flatten(1).sum(1)
+
+    def critic(t):
+        return (t * w).flatten(1).sum(1)
+
     real, fake = torch.randn(shape), torch.randn(shape)
     assert gradient_penalty(critic, real, fake).item() < 1e-10
     assert_close(gradient_penalty(lambda t: 3 * critic(t), real, fake), torch.tensor(4.0))
@@ -105,13 +117,16 @@ def d_grads(name, real, fake):
     return r.grad, f.grad
 
 
-@pytest.mark.parametrize("name, real_grad, fake_grad", [
-    # d/dl of the per-sample loss, divided by the batch size 2
-    ("ns", lambda r: -(1 - torch.sigmoid(r)) / 2, lambda f: torch.sigmoid(f) / 2),
-    ("wgan", lambda r: torch.full_like(r, -0.5), lambda f: torch.full_like(f, 0.5)),
-    ("hinge", lambda r: -(r < 1).float() / 2, lambda f: (f > -1).float() / 2),
-    ("lsgan", lambda r: (r - 1) / 2, lambda f: f / 2),
-])
+@pytest.mark.parametrize(
+    "name, real_grad, fake_grad",
+    [
+        # d/dl of the per-sample loss, divided by the batch size 2
+        ("ns", lambda r: -(1 - torch.sigmoid(r)) / 2, lambda f: torch.sigmoid(f) / 2),
+        ("wgan", lambda r: torch.full_like(r, -0.5), lambda f: torch.full_like(f, 0.5)),
+        ("hinge", lambda r: -(r < 1).float() / 2, lambda f: (f > -1).float() / 2),
+        ("lsgan", lambda r: (r - 1) / 2, lambda f: f / 2),
+    ],
+)
 def test_d_loss_gradients_at_known_logits(name, real_grad, fake_grad):
     real, fake = [0.3, 2.0], [-0.4, -1.5]
     got_r, got_f = d_grads(name, real, fake)
@@ -119,12 +134,15 @@ def test_d_loss_gradients_at_known_logits(name, real_grad, fake_grad):
     assert_close(got_f, fake_grad(torch.tensor(fake)))
 
 
-@pytest.mark.parametrize("name, grad", [
-    ("minimax", lambda f: -torch.sigmoid(f) / 2),
-    ("ns", lambda f: -(1 - torch.sigmoid(f)) / 2),
-    ("wgan", lambda f: torch.full_like(f, -0.5)),
-    ("lsgan", lambda f: (f - 1) / 2),
-])
+@pytest.mark.parametrize(
+    "name, grad",
+    [
+        ("minimax", lambda f: -torch.sigmoid(f) / 2),
+        ("ns", lambda f: -(1 - torch.sigmoid(f)) / 2),
+        ("wgan", lambda f: torch.full_like(f, -0.5)),
+        ("lsgan", lambda f: (f - 1) / 2),
+    ],
+)
 def test_g_loss_gradients_at_known_logits(name, grad):
     fake = torch.tensor([-0.4, 1.5], requires_grad=True)
     LOSSES[name].g(fake_logits=fake).backward()

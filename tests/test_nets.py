@@ -42,8 +42,16 @@ def test_dcgan_follows_radford_et_al():
 @pytest.mark.parametrize("conditioning", ["projection", "concat"])
 def test_conditional_models_use_labels(conditioning):
     torch.manual_seed(0)
-    spec = NetSpec(resolution=28, num_classes=10, width_g=8, width_d=8, latent_dim=10,
-                   conditioning_d=conditioning, batchnorm_g=False, batchnorm_d=False)
+    spec = NetSpec(
+        resolution=28,
+        num_classes=10,
+        width_g=8,
+        width_d=8,
+        latent_dim=10,
+        conditioning_d=conditioning,
+        batchnorm_g=False,
+        batchnorm_d=False,
+    )
     G, D = build("dcgan", spec)
     z = torch.randn(4, 10)
     y0, y1 = torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)
@@ -78,8 +86,16 @@ def test_class_batchnorm_gives_each_class_its_own_scale_and_shift():
 
 
 def test_remedy_options():
-    spec = NetSpec(resolution=32, width_g=8, width_d=8, latent_dim=10, spectral_norm_d=True, dropout_d=0.3,
-                   batchnorm_d=False, batchnorm_g=False)
+    spec = NetSpec(
+        resolution=32,
+        width_g=8,
+        width_d=8,
+        latent_dim=10,
+        spectral_norm_d=True,
+        dropout_d=0.3,
+        batchnorm_d=False,
+        batchnorm_g=False,
+    )
     G, D = build("dcgan", spec)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in list(G.modules()) + list(D.modules()))
     assert sum(isinstance(m, nn.Dropout) for m in D.modules()) == 3
@@ -106,8 +122,15 @@ def test_minibatch_std_is_each_groups_spread():
 
 @pytest.mark.parametrize("model, x", [("dcgan", torch.randn(8, 1, 16, 16)), ("mlp", torch.randn(8, 2))])
 def test_minibatch_std_lets_d_tell_a_collapsed_batch_and_push_its_samples_apart(model, x):
-    spec = NetSpec(channels=x.shape[1], resolution=x.shape[-1] if x.dim() == 4 else 0, width_g=8, width_d=8,
-                   latent_dim=4, minibatch_std_d=True, batchnorm_d=False)
+    spec = NetSpec(
+        channels=x.shape[1],
+        resolution=x.shape[-1] if x.dim() == 4 else 0,
+        width_g=8,
+        width_d=8,
+        latent_dim=4,
+        minibatch_std_d=True,
+        batchnorm_d=False,
+    )
     D = build(model, spec)[1].eval()
     plain = build(model, dataclasses.replace(spec, minibatch_std_d=False))[1].eval()
     plain.load_state_dict({k: v for k, v in D.state_dict().items() if k != "std_weight"})
@@ -155,8 +178,9 @@ def test_first_and_last_layers_compute_their_convolutions():
 @pytest.mark.parametrize("autocast", [False, True])
 @pytest.mark.parametrize("num_classes", [0, 3])  # conditional: G's batch norms per class, D's projection
 def test_channels_last_networks_keep_every_activation_and_gradient_channels_last(autocast, num_classes):
-    spec = NetSpec(resolution=32, width_g=8, width_d=8, latent_dim=10, num_classes=num_classes,
-                   class_batchnorm_g=bool(num_classes))
+    spec = NetSpec(
+        resolution=32, width_g=8, width_d=8, latent_dim=10, num_classes=num_classes, class_batchnorm_g=bool(num_classes)
+    )
     G, D = (m.to(memory_format=torch.channels_last) for m in build("dcgan", spec))
     layouts = []
 

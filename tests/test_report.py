@@ -10,12 +10,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import tiny_extractor
 from PIL import Image
 
 from gankit.cli import main
 from gankit.metrics import inception
 from gankit.training.session import train
-from conftest import tiny_extractor
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 
@@ -24,8 +24,7 @@ CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "
 def image_run(tmp_path, tiny_dcgan, monkeypatch, capsys):
     """A finished image run with an evaluation (stand-in extractor) and its report."""
     run = train(out=str(tmp_path / "img"), steps=40, show_progress=False, **dict(tiny_dcgan, sample_every=10))
-    monkeypatch.setattr(inception, "load_inception",
-                        lambda path=None, fast=False, resize="bilinear": tiny_extractor())
+    monkeypatch.setattr(inception, "load_inception", lambda path=None, fast=False, resize="bilinear": tiny_extractor())
     assert main(["eval", str(run), "--n", "20", "--metrics", "fid,kid"]) == 0
     assert main(["report", str(run)]) == 0
     capsys.readouterr()
@@ -78,10 +77,20 @@ def test_lab_trains_each_loss_with_one_seed_and_writes_one_page(tmp_path):
 
 # --- in a real browser ----------------------------------------------------------------------------------------------
 
+
 def chromium(url: str, screenshot: Path) -> tuple[str, str]:
     """(DOM after the page's scripts ran, the browser's log) of a headless Chromium visit; saves a screenshot."""
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-             "--allow-file-access-from-files", "--virtual-time-budget=5000", "--window-size=1280,2400"]
+    flags = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--allow-file-access-from-files",
+        "--virtual-time-budget=5000",
+        "--window-size=1280,2400",
+    ]
     shot = subprocess.run([*flags, f"--screenshot={screenshot}", url], capture_output=True, text=True, timeout=120)
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
@@ -89,8 +98,11 @@ def chromium(url: str, screenshot: Path) -> tuple[str, str]:
 
 
 def console_errors(log: str) -> list[str]:
-    return [line for line in log.splitlines()
-            if re.search(r"CONSOLE.*(error|missing image)|Uncaught|Failed to load resource|ERR_FILE_NOT_FOUND", line)]
+    return [
+        line
+        for line in log.splitlines()
+        if re.search(r"CONSOLE.*(error|missing image)|Uncaught|Failed to load resource|ERR_FILE_NOT_FOUND", line)
+    ]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed here (.ci/run installs Debian's chromium)")
@@ -101,13 +113,15 @@ def test_report_in_headless_chromium_over_file_and_http(image_run, tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        urls = {"file": (image_run / "report.html").resolve().as_uri(),
-                "http": f"http://127.0.0.1:{server.server_address[1]}/{image_run.name}/report.html"}
+        urls = {
+            "file": (image_run / "report.html").resolve().as_uri(),
+            "http": f"http://127.0.0.1:{server.server_address[1]}/{image_run.name}/report.html",
+        }
         for kind, url in urls.items():
             shot = tmp_path / f"report-{kind}.png"
             dom, log = chromium(url, shot)
             assert console_errors(log) == [], kind
-            assert f'data-images-missing="0"' in dom and f'data-images-loaded="{n_images}"' in dom, kind
+            assert 'data-images-missing="0"' in dom and f'data-images-loaded="{n_images}"' in dom, kind
             assert f"{fid:.4g}" in dom and "finished: 40 of 40 steps" in dom
             assert Image.open(shot).size[0] == 1280
     finally:

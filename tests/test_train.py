@@ -2,16 +2,16 @@ import json
 
 import pytest
 import torch
+from conftest import AVX2_ONLY, FAST_BF16, SLOW_BF16
 from safetensors.torch import load_file
 
-from conftest import AVX2_ONLY, FAST_BF16, SLOW_BF16
 from gankit import runs as checkpoint
 from gankit.data.batches import ImageBatches
 from gankit.errors import CheckpointError, ConfigError, NonFiniteLoss
-from gankit.training.losses import LOSSES, GANLoss, d_logistic
 from gankit.models import NetSpec, build
-from gankit.training.session import train
 from gankit.training.engine import d_step
+from gankit.training.losses import LOSSES, GANLoss, d_logistic
+from gankit.training.session import train
 from gankit.training.state import Game, Precision
 
 
@@ -45,8 +45,19 @@ def test_every_loss_trains_a_toy_gan(tmp_path, tiny_toy, loss):
 
 def test_d_step_lowers_d_loss_on_a_fixed_batch():
     torch.manual_seed(0)
-    G, D = build("mlp", NetSpec(channels=2, resolution=0, latent_dim=4, width_g=16, width_d=16, depth=2,
-                                batchnorm_g=False, batchnorm_d=False))
+    G, D = build(
+        "mlp",
+        NetSpec(
+            channels=2,
+            resolution=0,
+            latent_dim=4,
+            width_g=16,
+            width_d=16,
+            depth=2,
+            batchnorm_g=False,
+            batchnorm_d=False,
+        ),
+    )
     opt = torch.optim.Adam(D.parameters(), lr=1e-2)
     game = Game(LOSSES["ns"], 1.0, 0.0, None, 1)
     precision = Precision(torch.device("cpu"), dtype=None, channels_last=False)
@@ -66,14 +77,17 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_dcgan):
     assert not torch.equal(a["G.net.0.weight"], c["G.net.0.weight"])
 
 
-@pytest.mark.parametrize("kind, extra", [
-    ("toy", dict(dropout=0.2, loss="wgan-gp")),  # dropout and the penalty's random mix exercise every RNG
-    # batch norm (per class in G), EMA, Adam, channels_last
-    ("dcgan", dict(precision="fp32", conditional=True, minibatch_std=True, class_batchnorm=True)),
-    # spectral norm's power-iteration buffers; the augmentations' random stream
-    ("dcgan-bf16", dict(precision="bf16", spectral_norm=True, augment="translation,cutout,color")),
-    ("dcgan-fp16", dict(precision="fp16")),  # the loss scalers' state
-])
+@pytest.mark.parametrize(
+    "kind, extra",
+    [
+        ("toy", dict(dropout=0.2, loss="wgan-gp")),  # dropout and the penalty's random mix exercise every RNG
+        # batch norm (per class in G), EMA, Adam, channels_last
+        ("dcgan", dict(precision="fp32", conditional=True, minibatch_std=True, class_batchnorm=True)),
+        # spectral norm's power-iteration buffers; the augmentations' random stream
+        ("dcgan-bf16", dict(precision="bf16", spectral_norm=True, augment="translation,cutout,color")),
+        ("dcgan-fp16", dict(precision="fp16")),  # the loss scalers' state
+    ],
+)
 def test_resume_is_exact(tmp_path, tiny_toy, tiny_dcgan, kind, extra):
     base = dict(tiny_toy if kind == "toy" else tiny_dcgan, **extra, show_progress=False)
     n = 200 if kind == "toy" else 60
@@ -169,7 +183,9 @@ def test_max_minutes_stops_a_run_with_a_checkpoint(tmp_path, tiny_toy):
 def test_tensorboard_events_hold_the_scalars_images_and_weight_histograms(tmp_path, tiny_dcgan):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run = train(out=str(tmp_path / "tb"), steps=20, show_progress=False, **dict(tiny_dcgan, log_every=5, sample_every=10))
+    run = train(
+        out=str(tmp_path / "tb"), steps=20, show_progress=False, **dict(tiny_dcgan, log_every=5, sample_every=10)
+    )
     events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0, "images": 0, "histograms": 0}).Reload()
     tags = events.Tags()
     assert {"train/loss_d", "train/loss_g", "train/d_real", "train/d_fake", "train/grad_norm_g"} <= set(tags["scalars"])
@@ -207,8 +223,7 @@ def test_linear_lr_decay_follows_the_time_budget_when_it_ends_the_run_first(tmp_
 
     seen = record_lr_scales(monkeypatch, lr_g=2e-4, lr_d=2e-4)
     monkeypatch.setattr(session_mod.Session, "elapsed", lambda self: 45.0)  # 3/4 of a one-minute budget, always
-    train(out=str(tmp_path / "decay"), steps=20, max_minutes=1.0, lr_decay="linear", show_progress=False,
-          **tiny_toy)
+    train(out=str(tmp_path / "decay"), steps=20, max_minutes=1.0, lr_decay="linear", show_progress=False, **tiny_toy)
     g = [scale for scale, _ in seen]
     assert g[0] == pytest.approx(0.5)  # 2·(1 − 0.75): the budget is further along than the 0 steps
     assert g[-1] == pytest.approx(2 * (1 - 19 / 20))  # later the step count is further along
@@ -227,8 +242,11 @@ def test_augmentation_reaches_every_d_input_of_both_updates(tmp_path, tiny_dcgan
     monkeypatch.setattr(engine, "diff_augment", recording)
     train(out=str(tmp_path / "aug"), steps=3, augment="translation,cutout", show_progress=False, **tiny_dcgan)
     # per step: D's real and fake batches (no graph to G), then G's fakes (with it)
-    assert seen == [(False, ("translation", "cutout")), (False, ("translation", "cutout")),
-                    (True, ("translation", "cutout"))] * 3
+    assert (
+        seen
+        == [(False, ("translation", "cutout")), (False, ("translation", "cutout")), (True, ("translation", "cutout"))]
+        * 3
+    )
     seen.clear()
     train(out=str(tmp_path / "plain"), steps=3, show_progress=False, **tiny_dcgan)
     assert seen == []
@@ -257,18 +275,26 @@ def test_image_defaults_follow_the_measurements(machine, widths, pin_host):
 
 
 def test_auto_precision_is_bf16_only_where_it_is_faster_and_asking_for_it_elsewhere_gets_a_note(
-        tmp_path, tiny_dcgan, tiny_toy, pin_host, capsys):
+    tmp_path, tiny_dcgan, tiny_toy, pin_host, capsys
+):
     for machine in (FAST_BF16, SLOW_BF16, AVX2_ONLY):
         pin_host(**machine)
         run = train(out=str(tmp_path / f"auto-{machine['bf16_speedup']}"), steps=2, show_progress=False, **tiny_dcgan)
-        assert json.loads((run / "config.json").read_text())["precision"] == ("bf16" if machine is FAST_BF16 else "fp32")
+        assert json.loads((run / "config.json").read_text())["precision"] == (
+            "bf16" if machine is FAST_BF16 else "fp32"
+        )
     pin_host(**FAST_BF16)
     run = train(out=str(tmp_path / "toy"), steps=2, show_progress=False, **tiny_toy)
     assert json.loads((run / "config.json").read_text())["precision"] == "fp32"  # toy points stay fp32 everywhere
     for machine, note in ((AVX2_ONLY, "no native bf16 arithmetic"), (SLOW_BF16, "bf16 ran at 0.55× the speed of fp32")):
         pin_host(**machine)
         capsys.readouterr()
-        run = train(out=str(tmp_path / f"asked-{machine['bf16_speedup']}"), steps=2, precision="bf16",
-                    show_progress=False, **tiny_dcgan)
+        run = train(
+            out=str(tmp_path / f"asked-{machine['bf16_speedup']}"),
+            steps=2,
+            precision="bf16",
+            show_progress=False,
+            **tiny_dcgan,
+        )
         assert note in capsys.readouterr().err
         assert json.loads((run / "config.json").read_text())["precision"] == "bf16"  # asked for: kept

@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 
 
 def train(cfg: TrainConfig | None = None, **overrides):
-    """Train a GAN (see `gankit.training.session.train`); returns the run folder. `resume=True` with `out=RUN` continues a
-    run exactly as `gankit train --resume RUN` does."""
+    """Train a GAN (see `gankit.training.session.train`); returns the run folder. `resume=True` with `out=RUN`
+    continues a run exactly as `gankit train --resume RUN` does."""
     from gankit.training.session import train as _train
 
     return _train(cfg, **overrides)
@@ -46,5 +46,16 @@ def sample_to_file(run_dir, out, **kwargs):
     return _sample(run_dir, out, **kwargs)
 
 
-__all__ = ["train", "resume", "load_generator", "sample_to_file", "TrainConfig", "GankitError", "DataError", "ConfigError",
-           "CheckpointError", "NonFiniteLoss", "Interrupted"]
+__all__ = [
+    "train",
+    "resume",
+    "load_generator",
+    "sample_to_file",
+    "TrainConfig",
+    "GankitError",
+    "DataError",
+    "ConfigError",
+    "CheckpointError",
+    "NonFiniteLoss",
+    "Interrupted",
+]

@@ -35,7 +35,7 @@ MAIN_EXAMPLES = """examples:
 TRAIN_EXAMPLES = """examples:
   gankit train --data fashion-mnist --model dcgan --loss ns --steps 3000 --out runs/fm
   gankit train --data ring8 --model mlp --loss minimax --steps 2000 --out runs/ring
-  gankit train --data fashion-mnist --out runs/fm-cond      conditional on the labels (the default where there are labels)
+  gankit train --data fashion-mnist --out runs/fm-cond      conditional on the labels (the default with labels)
   gankit train --data cifar10 --loss hinge --spectral-norm --out runs/cifar
   gankit train --data path/to/images --resolution 64 --out runs/folder
   gankit train --data fashion-mnist --eval-every 1000 --out runs/fm   domain FID and coverage logged while training
@@ -82,9 +82,10 @@ LAB_EXAMPLES = """examples:
 """
 
 CLASSIFIER_EXAMPLES = """examples:
-  gankit classifier train --data fashion-mnist            into ~/.cache/gankit/classifiers/ (used before the shipped one)
+  gankit classifier train --data fashion-mnist        into ~/.cache/gankit/classifiers/ (used before the shipped one)
   gankit classifier train --data mnist --epochs 8
 """
+
 
 def _nullable(base):
     def parse(text: str):
@@ -106,26 +107,42 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         else:
             kind = _nullable(base) if nullable else base
             choices = config_mod.CHOICES.get(f.name)
-            group.add_argument(flag, type=kind, default=argparse.SUPPRESS, choices=choices, help=text,
-                               metavar=None if choices else base.__name__.upper())
+            group.add_argument(
+                flag,
+                type=kind,
+                default=argparse.SUPPRESS,
+                choices=choices,
+                help=text,
+                metavar=None if choices else base.__name__.upper(),
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog="gankit", description="Train, evaluate and understand GANs.",
-                                     epilog=MAIN_EXAMPLES, formatter_class=fmt)
+    parser = argparse.ArgumentParser(
+        prog="gankit", description="Train, evaluate and understand GANs.", epilog=MAIN_EXAMPLES, formatter_class=fmt
+    )
     commands = parser.add_subparsers(dest="command", metavar="command")
 
-    train = commands.add_parser("train", help="train a GAN", description="Train a GAN; writes a run folder.",
-                                epilog=TRAIN_EXAMPLES, formatter_class=fmt)
+    train = commands.add_parser(
+        "train",
+        help="train a GAN",
+        description="Train a GAN; writes a run folder.",
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=fmt,
+    )
     train.add_argument("--config", metavar="FILE", help="start from a JSON or TOML config (a run's config.json too)")
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(train)
 
-    sample = commands.add_parser("sample", help="draw samples from a trained run", epilog=SAMPLE_EXAMPLES,
-                                 description="Write a grid of samples from a run's latest checkpoint.",
-                                 formatter_class=fmt)
+    sample = commands.add_parser(
+        "sample",
+        help="draw samples from a trained run",
+        epilog=SAMPLE_EXAMPLES,
+        description="Write a grid of samples from a run's latest checkpoint.",
+        formatter_class=fmt,
+    )
     sample.add_argument("run", help="run folder")
     sample.add_argument("--n", type=int, default=64, help="number of samples [64]")
     sample.add_argument("--out", default="samples.png", help="PNG file to write [samples.png]")
@@ -133,35 +150,64 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--label", type=int, help="class to draw (conditional runs); default: cycle through classes")
     sample.add_argument("--ema", action="store_true", help="use the exponential moving average of G's weights")
     sample.add_argument("--nrow", type=int, help="images per grid row [√n]")
-    evaluate = commands.add_parser("eval", help="measure a run (FID, KID, precision/recall; toy-data metrics)",
-                                   description="Evaluate a run's latest checkpoint; writes RUN/eval.json.",
-                                   epilog=EVAL_EXAMPLES, formatter_class=fmt)
+    evaluate = commands.add_parser(
+        "eval",
+        help="measure a run (FID, KID, precision/recall; toy-data metrics)",
+        description="Evaluate a run's latest checkpoint; writes RUN/eval.json.",
+        epilog=EVAL_EXAMPLES,
+        formatter_class=fmt,
+    )
     evaluate.add_argument("run", nargs="?", help="run folder")
     evaluate.add_argument("--real-vs-real", metavar="DATA", help="instead of a run: train vs test images of DATA")
-    evaluate.add_argument("--metrics", help="comma-separated: fid, kid, pr (Inception), coverage, dfid (domain "
-                                            "classifier), overfit (D on training vs held-out images) [fid,kid,pr, "
-                                            "plus coverage,dfid where a classifier exists, overfit where the data "
-                                            "has a test split]")
-    evaluate.add_argument("--n", "--samples", dest="n", type=int,
-                          help="generated and reference samples [2000; 2500 for toy runs]; under torchrun write "
-                               "--samples (torchrun takes --n for its own --nnodes)")
+    evaluate.add_argument(
+        "--metrics",
+        help="comma-separated: fid, kid, pr (Inception), coverage, dfid (domain "
+        "classifier), overfit (D on training vs held-out images) [fid,kid,pr, "
+        "plus coverage,dfid where a classifier exists, overfit where the data "
+        "has a test split]",
+    )
+    evaluate.add_argument(
+        "--n",
+        "--samples",
+        dest="n",
+        type=int,
+        help="generated and reference samples [2000; 2500 for toy runs]; under torchrun write "
+        "--samples (torchrun takes --n for its own --nnodes)",
+    )
     evaluate.add_argument("--ref", choices=("test", "train"), default="test", help="reference split [test]")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the noise and the reference subset [0]")
-    evaluate.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
-                          help="use G's EMA weights [when the run has them]")
-    evaluate.add_argument("--inception", metavar="PATH", help="a TorchScript Inception file instead of the installed one")
-    evaluate.add_argument("--fast", action="store_true",
-                          help="bf16 feature extraction where bf16 beats fp32 on this CPU (FID shifts slightly)")
-    evaluate.add_argument("--resize", choices=("bilinear", "clean"), default="bilinear",
-                          help="how images reach Inception's 299×299: bilinear (pytorch-fid's, the usual protocol) "
-                               "or clean (clean-fid's PIL bicubic); default bilinear")
+    evaluate.add_argument(
+        "--ema", action=argparse.BooleanOptionalAction, default=None, help="use G's EMA weights [when the run has them]"
+    )
+    evaluate.add_argument(
+        "--inception", metavar="PATH", help="a TorchScript Inception file instead of the installed one"
+    )
+    evaluate.add_argument(
+        "--fast",
+        action="store_true",
+        help="bf16 feature extraction where bf16 beats fp32 on this CPU (FID shifts slightly)",
+    )
+    evaluate.add_argument(
+        "--resize",
+        choices=("bilinear", "clean"),
+        default="bilinear",
+        help="how images reach Inception's 299×299: bilinear (pytorch-fid's, the usual protocol) "
+        "or clean (clean-fid's PIL bicubic); default bilinear",
+    )
     evaluate.add_argument("--data-dir", help="where the --real-vs-real dataset lives")
-    evaluate.add_argument("--probe", action="store_true",
-                          help="instead: linear probe of D's features vs raw pixels with 100, 1000 and all labels")
+    evaluate.add_argument(
+        "--probe",
+        action="store_true",
+        help="instead: linear probe of D's features vs raw pixels with 100, 1000 and all labels",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
-    clf = commands.add_parser("classifier", help="the domain classifier behind coverage and domain FID",
-                              description="Train the domain classifier for a 28×28 grey dataset.",
-                              epilog=CLASSIFIER_EXAMPLES, formatter_class=fmt)
+    clf = commands.add_parser(
+        "classifier",
+        help="the domain classifier behind coverage and domain FID",
+        description="Train the domain classifier for a 28×28 grey dataset.",
+        epilog=CLASSIFIER_EXAMPLES,
+        formatter_class=fmt,
+    )
     clf_commands = clf.add_subparsers(dest="action", metavar="action", required=True)
     clf_train = clf_commands.add_parser("train", help="train it", epilog=CLASSIFIER_EXAMPLES, formatter_class=fmt)
     clf_train.add_argument("--data", default="fashion-mnist", help="dataset with labels [fashion-mnist]")
@@ -170,18 +216,27 @@ def build_parser() -> argparse.ArgumentParser:
     clf_train.add_argument("--batch-size", type=int, default=128, help="batch size [128]")
     clf_train.add_argument("--seed", type=int, default=0, help="seed [0]")
     clf_train.add_argument("--out", help="weights file [~/.cache/gankit/classifiers/classifier-DATA.safetensors]")
-    sample.add_argument("--per-class", action="store_true",
-                        help="conditional runs: a class grid, one row of --n samples per class")
+    sample.add_argument(
+        "--per-class", action="store_true", help="conditional runs: a class grid, one row of --n samples per class"
+    )
 
-    report = commands.add_parser("report", help="an HTML page of a run, or a comparison of several",
-                                 description="Write RUN/report.html from the run folder alone (also for a run that "
-                                             "crashed or is still going); with several runs, a comparison page.",
-                                 epilog=REPORT_EXAMPLES, formatter_class=fmt)
+    report = commands.add_parser(
+        "report",
+        help="an HTML page of a run, or a comparison of several",
+        description="Write RUN/report.html from the run folder alone (also for a run that "
+        "crashed or is still going); with several runs, a comparison page.",
+        epilog=REPORT_EXAMPLES,
+        formatter_class=fmt,
+    )
     report.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s)")
     report.add_argument("--out", help="HTML file [RUN/report.html; compare.html for several runs]")
 
-    walk = commands.add_parser("interpolate", help="latent walks between random z (smooth = not memorised)",
-                               epilog=LATENT_EXAMPLES, formatter_class=fmt)
+    walk = commands.add_parser(
+        "interpolate",
+        help="latent walks between random z (smooth = not memorised)",
+        epilog=LATENT_EXAMPLES,
+        formatter_class=fmt,
+    )
     walk.add_argument("run", help="run folder")
     walk.add_argument("--out", default="walk.png", help="PNG file [walk.png]")
     walk.add_argument("--rows", type=int, default=8, help="walks [8]")
@@ -191,10 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
     walk.add_argument("--label", type=int, help="conditional runs: the class of every walk [cycle]")
     walk.add_argument("--ema", action="store_true", help="use the EMA of G's weights")
 
-    arith = commands.add_parser("arithmetic", help="vector arithmetic on averaged latents: a − b + c",
-                                description="The DCGAN paper's latent arithmetic. Each concept (label=K) is the mean "
-                                            "z of the 3 samples the domain classifier finds most clearly class K.",
-                                epilog=LATENT_EXAMPLES, formatter_class=fmt)
+    arith = commands.add_parser(
+        "arithmetic",
+        help="vector arithmetic on averaged latents: a − b + c",
+        description="The DCGAN paper's latent arithmetic. Each concept (label=K) is the mean "
+        "z of the 3 samples the domain classifier finds most clearly class K.",
+        epilog=LATENT_EXAMPLES,
+        formatter_class=fmt,
+    )
     arith.add_argument("run", help="run folder")
     arith.add_argument("--a", required=True, help="concept a, e.g. label=7")
     arith.add_argument("--b", required=True, help="concept b (subtracted)")
@@ -204,8 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     arith.add_argument("--out", default="arithmetic.png", help="PNG: columns a, b, c, a − b + c [arithmetic.png]")
     arith.add_argument("--ema", action="store_true", help="use the EMA of G's weights")
 
-    near = commands.add_parser("neighbours", help="nearest training images of generated samples (memorisation?)",
-                               epilog=LATENT_EXAMPLES, formatter_class=fmt)
+    near = commands.add_parser(
+        "neighbours",
+        help="nearest training images of generated samples (memorisation?)",
+        epilog=LATENT_EXAMPLES,
+        formatter_class=fmt,
+    )
     near.add_argument("run", help="run folder")
     near.add_argument("--n", type=int, default=8, help="generated samples, one per row [8]")
     near.add_argument("--k", type=int, default=5, help="neighbours in pixels, then in D's features [5]")
@@ -213,8 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     near.add_argument("--out", default="neighbours.png", help="PNG file [neighbours.png]")
     near.add_argument("--ema", action="store_true", help="use the EMA of G's weights")
 
-    lab = commands.add_parser("lab", help="the 2-D Bayes lab: several losses, same seed and budget, one page",
-                              epilog=LAB_EXAMPLES, formatter_class=fmt)
+    lab = commands.add_parser(
+        "lab",
+        help="the 2-D Bayes lab: several losses, same seed and budget, one page",
+        epilog=LAB_EXAMPLES,
+        formatter_class=fmt,
+    )
     lab.add_argument("--losses", default="minimax,ns,wgan-gp,hinge", help="comma-separated [minimax,ns,wgan-gp,hinge]")
     lab.add_argument("--data", default="ring8", help="toy data: ring8, grid25, spiral [ring8]")
     lab.add_argument("--steps", type=int, default=2000, help="G updates per loss [2000]")
@@ -222,20 +289,32 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--out", default="runs/lab", help="folder of the runs and index.html [runs/lab]")
     lab.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    bench = commands.add_parser("bench", help="measure speed side by side in one run",
-                                description="Speed, measured side by side in one run, the loops taking turns (the classic "
-                                            "DCGAN loop in a plain child process); writes bench.json.",
-                                epilog="examples:\n  gankit bench\n  gankit bench --quick --out bench.json\n"
-                                       "  gankit bench --profile\n  gankit bench --scaling --out scaling.json\n"
-                                       "  gankit bench --quality --minutes 10 --out quality.json   (long)",
-                                formatter_class=fmt)
+    bench = commands.add_parser(
+        "bench",
+        help="measure speed side by side in one run",
+        description="Speed, measured side by side in one run, the loops taking turns (the classic "
+        "DCGAN loop in a plain child process); writes bench.json.",
+        epilog="examples:\n  gankit bench\n  gankit bench --quick --out bench.json\n"
+        "  gankit bench --profile\n  gankit bench --scaling --out scaling.json\n"
+        "  gankit bench --quality --minutes 10 --out quality.json   (long)",
+        formatter_class=fmt,
+    )
     bench.add_argument("--quick", action="store_true", help="shorter timings (under 3 minutes)")
-    bench.add_argument("--profile", action="store_true",
-                       help="also the hottest ops: torch.profiler tables, and gankit's steps timed op by op")
-    bench.add_argument("--scaling", action="store_true",
-                       help="instead: time per step and memory of the fast mode vs batch size and resolution")
-    bench.add_argument("--quality", action="store_true",
-                       help="instead: train the classic loop and gankit's default for --minutes each, compare FID")
+    bench.add_argument(
+        "--profile",
+        action="store_true",
+        help="also the hottest ops: torch.profiler tables, and gankit's steps timed op by op",
+    )
+    bench.add_argument(
+        "--scaling",
+        action="store_true",
+        help="instead: time per step and memory of the fast mode vs batch size and resolution",
+    )
+    bench.add_argument(
+        "--quality",
+        action="store_true",
+        help="instead: train the classic loop and gankit's default for --minutes each, compare FID",
+    )
     bench.add_argument("--minutes", type=float, default=10.0, help="training budget of each, for --quality [10]")
     bench.add_argument("--samples", type=int, default=2000, help="generated and test images, for --quality [2000]")
     bench.add_argument("--out", default="bench.json", help="JSON file to write [bench.json]")
@@ -264,8 +343,16 @@ def run_train(args: argparse.Namespace) -> int:
 def run_sample(args: argparse.Namespace) -> int:
     from gankit.tools.sample import sample_to_file
 
-    out = sample_to_file(args.run, args.out, n=args.n, seed=args.seed, label=args.label, ema=args.ema, nrow=args.nrow,
-                         per_class=args.per_class)
+    out = sample_to_file(
+        args.run,
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        label=args.label,
+        ema=args.ema,
+        nrow=args.nrow,
+        per_class=args.per_class,
+    )
     print(out)
     return 0
 
@@ -383,11 +470,14 @@ def run_classifier(args: argparse.Namespace) -> int:
     if args.epochs < 1 or args.batch_size < 1:
         raise ConfigError("--epochs and --batch-size must be at least 1")
     log = lambda message: print(f"gankit: {message}", file=sys.stderr)  # noqa: E731
-    model, acc = classifier.train_classifier(args.data, epochs=args.epochs, batch_size=args.batch_size,
-                                             seed=args.seed, data_dir=args.data_dir, log=log)
+    model, acc = classifier.train_classifier(
+        args.data, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, data_dir=args.data_dir, log=log
+    )
     out = Path(args.out) if args.out else classifier.user_path(args.data)
-    command = (f"gankit classifier train --data {args.data} --epochs {args.epochs} --batch-size {args.batch_size} "
-               f"--seed {args.seed}")
+    command = (
+        f"gankit classifier train --data {args.data} --epochs {args.epochs} --batch-size {args.batch_size} "
+        f"--seed {args.seed}"
+    )
     classifier.save_classifier(model, out, {"data": args.data, "test_accuracy": round(acc, 4), "command": command})
     print(f"{out} (test accuracy {acc:.4f})")
     return 0
@@ -417,9 +507,18 @@ def run_bench(args: argparse.Namespace) -> int:
 # Errors every rank of a torchrun job meets alike: only rank 0 reports them.
 SHARED_ERRORS = (ConfigError, DataError, CheckpointError)
 
-COMMANDS = {"train": run_train, "sample": run_sample, "eval": run_eval, "classifier": run_classifier,
-            "bench": run_bench, "report": run_report, "interpolate": run_interpolate,
-            "arithmetic": run_arithmetic, "neighbours": run_neighbours, "lab": run_lab}
+COMMANDS = {
+    "train": run_train,
+    "sample": run_sample,
+    "eval": run_eval,
+    "classifier": run_classifier,
+    "bench": run_bench,
+    "report": run_report,
+    "interpolate": run_interpolate,
+    "arithmetic": run_arithmetic,
+    "neighbours": run_neighbours,
+    "lab": run_lab,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

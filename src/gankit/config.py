@@ -1,16 +1,15 @@
-"""The training configuration: one field per knob, the trailing comment is its documentation (and its --help).
+"""The training configuration: one field per knob, each carrying its --help text and the values it may take.
 
 CLI flags, a JSON/TOML file and a run's saved config.json all map onto `TrainConfig`; unknown keys are errors.
-`None` means "decide from the data and model" until `resolve` fills it in; a saved config.json holds no Nones.
+`None` means "decide from the data, model and host" until `training.defaults.resolve` fills it in; a saved
+config.json holds no Nones.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,88 +35,172 @@ def parse_policy(text: str) -> tuple[str, ...]:
     return names
 
 
+def opt(default, help: str, *, choices: tuple[str, ...] | None = None, interval: tuple | None = None):
+    """A TrainConfig field: its default, its --help text, and the values it may take — choices, or an interval
+    (low, high, low included, high included; None = unbounded) for a float."""
+    metadata = {"help": help} | ({"choices": choices} if choices else {}) | ({"interval": interval} if interval else {})
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+# fmt: off  (one knob per line, its help text beside it)
 @dataclass
 class TrainConfig:
     # Data
-    data: str = "fashion-mnist"  # dataset name (fashion-mnist, mnist, cifar10), image folder, .npz, or toy (ring8, grid25, spiral)
-    data_dir: str | None = None  # folder holding the dataset files; None = $GANKIT_DATA, cache, system folders
-    resolution: int | None = None  # side of generated images; None = the data's own side (28 for MNIST-like data)
-    toy_scale: float | None = None  # toy data: ring radius / grid spacing; None = the distribution's default
-    toy_std: float | None = None  # toy data: std of each mixture component; None = the distribution's default
+    data: str = opt(
+        "fashion-mnist",
+        "dataset name (fashion-mnist, mnist, cifar10), image folder, .npz, or toy (ring8, grid25, spiral)",
+    )
+    data_dir: str | None = opt(None, "folder holding the dataset files; None = $GANKIT_DATA, cache, system folders")
+    resolution: int | None = opt(None, "side of generated images; None = the data's own side (28 for MNIST-like data)")
+    toy_scale: float | None = opt(
+        None,
+        "toy data: ring radius / grid spacing; None = the distribution's default",
+        interval=(0, None, False, False),
+    )
+    toy_std: float | None = opt(
+        None,
+        "toy data: std of each mixture component; None = the distribution's default",
+        interval=(0, None, False, False),
+    )
     # Model
-    model: str | None = None  # dcgan or mlp; None = mlp for toy data, dcgan for images
-    conditional: bool | None = None  # condition G and D on class labels: G(z, y); None = on for images with class labels
-    conditioning: str = "projection"  # how a conditional D sees labels: projection or concat
-    class_batchnorm: bool = False  # conditional DCGAN: G's batch-norm scale and shift are learned per class
-    latent_dim: int | None = None  # size of z ~ N(0, I); None = 100 for dcgan, 2 for mlp
-    width_g: int | None = None  # G width (DCGAN ngf, MLP hidden units); None = 96 for dcgan at 28×28 (48 on an AVX2-only CPU), 64 at other sides, 256 for mlp
-    width_d: int | None = None  # D width (DCGAN ndf, MLP hidden units); None = 64 for dcgan (32 at 28×28 on an AVX2-only CPU), 256 for mlp
-    depth: int = 3  # MLP hidden layers per network
-    batchnorm_g: bool | None = None  # batch norm in G; None = on for dcgan, off for mlp
-    batchnorm_d: bool | None = None  # batch norm in D (never on its input); None = on for dcgan unless spectral norm, off for mlp
-    spectral_norm: bool = False  # spectral normalisation of D's weights
-    dropout: float = 0.0  # dropout probability in D's hidden layers
-    augment: str = "none"  # DiffAugment (Zhao et al. 2020) of D's real and fake inputs, against a D that memorises the data: none, or a comma list of translation, cutout, color
-    minibatch_std: bool = False  # D also sees how much its features vary over groups of 4 samples (Karras et al. 2018): against mode collapse
+    model: str | None = opt(None, "dcgan or mlp; None = mlp for toy data, dcgan for images", choices=("dcgan", "mlp"))
+    conditional: bool | None = opt(
+        None, "condition G and D on class labels: G(z, y); None = on for images with class labels"
+    )
+    conditioning: str = opt(
+        "projection", "how a conditional D sees labels: projection or concat", choices=("projection", "concat")
+    )
+    class_batchnorm: bool = opt(False, "conditional DCGAN: G's batch-norm scale and shift are learned per class")
+    latent_dim: int | None = opt(None, "size of z ~ N(0, I); None = 100 for dcgan, 2 for mlp")
+    width_g: int | None = opt(
+        None,
+        "G width (DCGAN ngf, MLP hidden units); None = 96 for dcgan at 28×28 (48 on an "
+        "AVX2-only CPU), 64 at other sides, 256 for mlp",
+    )
+    width_d: int | None = opt(
+        None,
+        "D width (DCGAN ndf, MLP hidden units); None = 64 for dcgan (32 at 28×28 on an AVX2-only CPU), 256 for mlp",
+    )
+    depth: int = opt(3, "MLP hidden layers per network")
+    batchnorm_g: bool | None = opt(None, "batch norm in G; None = on for dcgan, off for mlp")
+    batchnorm_d: bool | None = opt(
+        None, "batch norm in D (never on its input); None = on for dcgan unless spectral norm, off for mlp"
+    )
+    spectral_norm: bool = opt(False, "spectral normalisation of D's weights")
+    dropout: float = opt(0.0, "dropout probability in D's hidden layers", interval=(0, 1, True, False))
+    augment: str = opt(
+        "none",
+        "DiffAugment (Zhao et al. 2020) of D's real and fake inputs, against a D that memorises "
+        "the data: none, or a comma list of translation, cutout, color",
+    )
+    minibatch_std: bool = opt(
+        False,
+        "D also sees how much its features vary over groups of 4 samples (Karras et al. 2018): against mode collapse",
+    )
     # The game
-    loss: str = "ns"  # minimax, ns, wgan, wgan-gp, hinge, lsgan, feature-matching
-    n_critic: int | None = None  # D updates per G update; None = 5 for wgan and wgan-gp (their papers), 1 otherwise
-    label_smoothing: float = 0.0  # one-sided: D's target for real data is 1 - this
-    gp_weight: float | None = None  # gradient-penalty weight; None = the loss's default (10 for wgan-gp, else 0)
-    weight_clip: float | None = None  # clip D's weights to ±this after each step; None = the loss's default (0.01 for wgan)
+    loss: str = opt(
+        "ns",
+        "minimax, ns, wgan, wgan-gp, hinge, lsgan, feature-matching",
+        choices=("minimax", "ns", "wgan", "wgan-gp", "hinge", "lsgan", "feature-matching"),
+    )
+    n_critic: int | None = opt(
+        None, "D updates per G update; None = 5 for wgan and wgan-gp (their papers), 1 otherwise"
+    )
+    label_smoothing: float = opt(0.0, "one-sided: D's target for real data is 1 - this", interval=(0, 1, True, False))
+    gp_weight: float | None = opt(
+        None,
+        "gradient-penalty weight; None = the loss's default (10 for wgan-gp, else 0)",
+        interval=(0, None, True, False),
+    )
+    weight_clip: float | None = opt(
+        None,
+        "clip D's weights to ±this after each step; None = the loss's default (0.01 for wgan)",
+        interval=(0, None, False, False),
+    )
     # Optimisation
-    optimizer: str = "adam"  # adam or rmsprop
-    lr_g: float | None = None  # G learning rate; None = 4e-4 for dcgan, 2e-4 for mlp, 1e-4 for wgan-gp, 5e-5 for wgan
-    lr_d: float | None = None  # D learning rate (a value other than lr_g is TTUR); None = as lr_g
-    lr_decay: str = "none"  # none, or linear: constant for the first half of the run, then linearly to 0 at its end (--steps or --max-minutes, whichever ends it)
-    beta1: float | None = None  # Adam β1; None = 0.5 (0.0 for wgan-gp)
-    beta2: float | None = None  # Adam β2; None = 0.999 (0.9 for wgan-gp)
-    batch_size: int | None = None  # global batch size; None = 32 for images (more updates per minute), 256 for toy data
-    steps: int = 3000  # G updates to train for (the total, also when resuming)
-    max_minutes: float | None = None  # also stop after this much training time (a wall-clock budget); None = no limit
-    ema: float | None = 0.999  # decay of the exponential moving average of G's weights; None = no EMA
+    optimizer: str = opt("adam", "adam or rmsprop", choices=("adam", "rmsprop"))
+    lr_g: float | None = opt(
+        None,
+        "G learning rate; None = 4e-4 for dcgan, 2e-4 for mlp, 1e-4 for wgan-gp, 5e-5 for wgan",
+        interval=(0, None, False, False),
+    )
+    lr_d: float | None = opt(
+        None, "D learning rate (a value other than lr_g is TTUR); None = as lr_g", interval=(0, None, False, False)
+    )
+    lr_decay: str = opt(
+        "none",
+        "none, or linear: constant for the first half of the run, then linearly to 0 at its "
+        "end (--steps or --max-minutes, whichever ends it)",
+        choices=("none", "linear"),
+    )
+    beta1: float | None = opt(None, "Adam β1; None = 0.5 (0.0 for wgan-gp)", interval=(0, 1, True, False))
+    beta2: float | None = opt(None, "Adam β2; None = 0.999 (0.9 for wgan-gp)", interval=(0, 1, True, False))
+    batch_size: int | None = opt(
+        None, "global batch size; None = 32 for images (more updates per minute), 256 for toy data"
+    )
+    steps: int = opt(3000, "G updates to train for (the total, also when resuming)")
+    max_minutes: float | None = opt(
+        None,
+        "also stop after this much training time (a wall-clock budget); None = no limit",
+        interval=(0, None, False, False),
+    )
+    ema: float | None = opt(
+        0.999, "decay of the exponential moving average of G's weights; None = no EMA", interval=(0, 1, False, False)
+    )
     # Runtime
-    seed: int = 0  # seeds weights, data order and noise
-    device: str = "auto"  # cpu, cuda, or auto (CUDA when PyTorch sees a GPU)
-    precision: str = "auto"  # fp32, bf16, fp16 (GPUs without bf16; scaled losses), or auto (bf16 for dcgan where the GPU has it or the CPU runs it faster than fp32)
-    threads: int | None = None  # CPU threads; None = PyTorch's default (torchrun sets 1 per process)
-    sync_batchnorm: bool = False  # torchrun on GPUs: batch-norm statistics over the global batch, not each rank's part
+    seed: int = opt(0, "seeds weights, data order and noise")
+    device: str = opt("auto", "cpu, cuda, or auto (CUDA when PyTorch sees a GPU)", choices=("cpu", "cuda", "auto"))
+    precision: str = opt(
+        "auto",
+        "fp32, bf16, fp16 (GPUs without bf16; scaled losses), or auto (bf16 for dcgan where "
+        "the GPU has it or the CPU runs it faster than fp32)",
+        choices=("fp32", "bf16", "fp16", "auto"),
+    )
+    threads: int | None = opt(None, "CPU threads; None = PyTorch's default (torchrun sets 1 per process)")
+    sync_batchnorm: bool = opt(
+        False, "torchrun on GPUs: batch-norm statistics over the global batch, not each rank's part"
+    )
     # Output
-    out: str | None = None  # run folder; None = runs/<data>-<loss>
-    log_every: int = 50  # steps between metrics.jsonl lines (and the only host syncs)
-    sample_every: int = 500  # steps between sample grids
-    checkpoint_every: int = 1000  # steps between checkpoints
-    keep_checkpoints: int = 3  # how many recent checkpoints to keep
-    grid_size: int = 64  # images in each sample grid
-    # Diagnostics (docs: README "Diagnostics"; findings go to RUN/diagnostics.jsonl)
-    diagnostics: bool = True  # watch for D saturation, mode collapse and instability; warn with a remedy
-    saturation_d_fake: float = 0.05  # saturation: mean D(G(z)) below this while G's gradient norm is under 10% of its early level (minimax: D(G(z)) alone decides)
-    collapse_ratio: float = 0.4  # collapse: diversity of samples from a fixed z below this fraction of the data's
-    divergence_factor: float = 20.0  # instability: a loss's magnitude above this multiple of its early level
+    out: str | None = opt(None, "run folder; None = runs/<data>-<loss>")
+    log_every: int = opt(50, "steps between metrics.jsonl lines (and the only host syncs)")
+    sample_every: int = opt(500, "steps between sample grids")
+    checkpoint_every: int = opt(1000, "steps between checkpoints")
+    keep_checkpoints: int = opt(3, "how many recent checkpoints to keep")
+    grid_size: int = opt(64, "images in each sample grid")
+    # Diagnostics (docs/diagnostics.md; findings go to RUN/diagnostics.jsonl)
+    diagnostics: bool = opt(True, "watch for D saturation, mode collapse and instability; warn with a remedy")
+    saturation_d_fake: float = opt(
+        0.05,
+        "saturation: mean D(G(z)) below this while G's gradient norm is under 10% of "
+        "its early level (minimax: D(G(z)) alone decides)",
+        interval=(0, 1, False, False),
+    )
+    collapse_ratio: float = opt(
+        0.4,
+        "collapse: diversity of samples from a fixed z below this fraction of the data's",
+        interval=(0, 1, False, False),
+    )
+    divergence_factor: float = opt(
+        20.0, "instability: a loss's magnitude above this multiple of its early level", interval=(1, None, False, False)
+    )
     # Evaluation during training
-    eval_every: int | None = None  # steps between evaluations (domain FID, class coverage); None = never
-    eval_samples: int = 1000  # generated samples per evaluation
-    eval_inception: bool = False  # also Inception FID at each evaluation (slow on a CPU: minutes per 1,000 samples)
+    eval_every: int | None = opt(None, "steps between evaluations (domain FID, class coverage); None = never")
+    eval_samples: int = opt(1000, "generated samples per evaluation")
+    eval_inception: bool = opt(
+        False, "also Inception FID at each evaluation (slow on a CPU: minutes per 1,000 samples)"
+    )
 
 
-CHOICES = {
-    "model": ("dcgan", "mlp"),
-    "conditioning": ("projection", "concat"),
-    "loss": ("minimax", "ns", "wgan", "wgan-gp", "hinge", "lsgan", "feature-matching"),
-    "optimizer": ("adam", "rmsprop"),
-    "lr_decay": ("none", "linear"),
-    "device": ("cpu", "cuda", "auto"),
-    "precision": ("fp32", "bf16", "fp16", "auto"),
-}
+# fmt: on
+
+
+CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig) if "choices" in f.metadata}
+FLOAT_RANGES = {f.name: f.metadata["interval"] for f in dataclasses.fields(TrainConfig) if "interval" in f.metadata}
 
 
 def field_help() -> dict[str, str]:
-    """Each field's trailing comment in the source above, used as its --help text."""
-    try:
-        source = inspect.getsource(TrainConfig)
-    except (OSError, TypeError):  # e.g. running from a zip without sources
-        return {}
-    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.M))
+    """Each field's --help text."""
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
 
 
 def field_types() -> dict[str, tuple[type, bool]]:
@@ -171,9 +254,24 @@ def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainC
 
 
 # What may change when a run continues: anything else would not be the same run.
-RESUMABLE = {"steps", "max_minutes", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "threads",
-             "device", "sync_batchnorm", "eval_every", "eval_samples", "eval_inception", "diagnostics",
-             "saturation_d_fake", "collapse_ratio", "divergence_factor"}
+RESUMABLE = {
+    "steps",
+    "max_minutes",
+    "log_every",
+    "sample_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "threads",
+    "device",
+    "sync_batchnorm",
+    "eval_every",
+    "eval_samples",
+    "eval_inception",
+    "diagnostics",
+    "saturation_d_fake",
+    "collapse_ratio",
+    "divergence_factor",
+}
 
 
 def for_resume(run_dir: str | Path, values: dict[str, Any]) -> TrainConfig:
@@ -194,8 +292,9 @@ def for_resume(run_dir: str | Path, values: dict[str, Any]) -> TrainConfig:
         raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
     changed = sorted(k for k, v in values.items() if k not in RESUMABLE and _coerce(k, v) != getattr(saved, k))
     if changed:
-        raise ConfigError(f"cannot change {', '.join(changed)} when resuming; only "
-                          f"{', '.join(sorted(RESUMABLE))} may change")
+        raise ConfigError(
+            f"cannot change {', '.join(changed)} when resuming; only {', '.join(sorted(RESUMABLE))} may change"
+        )
     return from_dict(values, base=saved)
 
 
@@ -209,7 +308,9 @@ def load_file(path: str | Path) -> dict[str, Any]:
     try:
         values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {e}") from None
+        raise ConfigError(
+            f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {e}"
+        ) from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must hold a table of keys and values")
     return values
@@ -217,17 +318,6 @@ def load_file(path: str | Path) -> dict[str, Any]:
 
 def save(cfg: TrainConfig, path: Path) -> None:
     write_json(path, dataclasses.asdict(cfg))
-
-
-# Every float setting, with the interval it must lie in: (low, high, low included, high included); None = unbounded.
-FLOAT_RANGES = {
-    "toy_scale": (0, None, False, False), "toy_std": (0, None, False, False), "dropout": (0, 1, True, False),
-    "label_smoothing": (0, 1, True, False), "gp_weight": (0, None, True, False), "weight_clip": (0, None, False, False),
-    "lr_g": (0, None, False, False), "lr_d": (0, None, False, False), "beta1": (0, 1, True, False),
-    "beta2": (0, 1, True, False), "max_minutes": (0, None, False, False), "ema": (0, 1, False, False),
-    "saturation_d_fake": (0, 1, False, False), "collapse_ratio": (0, 1, False, False),
-    "divergence_factor": (1, None, False, False),
-}
 
 
 def _interval(low, high, low_in, high_in) -> str:
@@ -239,8 +329,17 @@ def validate(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if value is not None and value not in options:
             raise ConfigError(f"{name} must be one of {', '.join(options)}, got {value!r}")
-    positive = ["n_critic", "steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
-                "grid_size", "depth", "eval_samples"]
+    positive = [
+        "n_critic",
+        "steps",
+        "log_every",
+        "sample_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "grid_size",
+        "depth",
+        "eval_samples",
+    ]
     for name in positive + ["batch_size", "latent_dim", "width_g", "width_d", "threads", "eval_every"]:
         value = getattr(cfg, name)
         if value is not None and value < 1:
@@ -250,7 +349,8 @@ def validate(cfg: TrainConfig) -> None:
         if value is None:
             continue
         inside = (value >= low if low_in else value > low) and (
-            high is None or (value <= high if high_in else value < high))
+            high is None or (value <= high if high_in else value < high)
+        )
         if not (math.isfinite(value) and inside):  # NaN compares False both ways: caught by isfinite
             null = " or null" if field_types()[name][1] else ""
             raise ConfigError(f"{name} must be a number in {_interval(low, high, low_in, high_in)}{null}, got {value}")

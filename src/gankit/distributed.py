@@ -54,8 +54,9 @@ def start(device: torch.device) -> tuple[Dist, torch.device]:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not torch_dist.is_initialized():
-        torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                      device_id=device if device.type == "cuda" else None)
+        torch_dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None
+        )
     return Dist(rank, world_size, local_rank, active=True), device
 
 
@@ -93,8 +94,12 @@ def wrap(module: nn.Module, dist: Dist, device: torch.device) -> nn.Module:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None,
-                                   forward_sync_buffers=True, gradient_as_bucket_view=True)
+    return DistributedDataParallel(
+        module,
+        device_ids=[device] if device.type == "cuda" else None,
+        forward_sync_buffers=True,
+        gradient_as_bucket_view=True,
+    )
 
 
 def mean(values: torch.Tensor, dist: Dist) -> torch.Tensor:
@@ -126,13 +131,13 @@ def gather_shards(part: torch.Tensor, n: int, dist: Dist) -> torch.Tensor:
         return part
     rows = -(-n // dist.world_size)
     padded = part.new_zeros((rows, *part.shape[1:]))
-    padded[:part.shape[0]] = part
+    padded[: part.shape[0]] = part
     parts = [torch.empty_like(padded) for _ in range(dist.world_size)]
     torch_dist.all_gather(parts, padded)
     out = part.new_empty((n, *part.shape[1:]))
     for rank, gathered in enumerate(parts):
         count = len(range(rank, n, dist.world_size))
-        out[rank::dist.world_size] = gathered[:count]
+        out[rank :: dist.world_size] = gathered[:count]
     return out
 
 
@@ -144,4 +149,5 @@ def failure_summary(error: BaseException) -> str:
 def is_failure(error: BaseException) -> bool:
     """Whether `error` is the process group failing (a rank died, a connection closed), not a bug in this rank."""
     return isinstance(error, torch_dist.DistError) or (
-        isinstance(error, RuntimeError) and any(s in str(error) for s in ("Gloo", "gloo", "NCCL", "Connection")))
+        isinstance(error, RuntimeError) and any(s in str(error) for s in ("Gloo", "gloo", "NCCL", "Connection"))
+    )

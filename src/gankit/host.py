@@ -35,7 +35,7 @@ class Host:
     @property
     def native_bf16(self) -> bool:
         """oneDNN runs bf16 natively (AVX-512 BF16 or AMX). Elsewhere (AVX2-only CPUs: Intel's laptop chips, AMD's
-        before Zen 4) PyTorch emulates it: a 2048² bf16 matmul ran at 0.3 GFLOP/s on a Zen 3 EPYC against 115 in fp32."""
+        before Zen 4) PyTorch emulates it: a 2048² bf16 matmul ran at 0.3 GFLOP/s on a Zen 3 EPYC, 115 in fp32."""
         return self.bf16_speedup is not None
 
     @property
@@ -57,8 +57,12 @@ def measure() -> Host:
 
     cuda = torch.cuda.is_available()
     native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return Host(cuda=cuda, cuda_bf16=cuda and torch.cuda.is_bf16_supported(), vectors=get_cpu_capability(),
-                bf16_speedup=bf16_speedup() if native else None)
+    return Host(
+        cuda=cuda,
+        cuda_bf16=cuda and torch.cuda.is_bf16_supported(),
+        vectors=get_cpu_capability(),
+        bf16_speedup=bf16_speedup() if native else None,
+    )
 
 
 @functools.cache

@@ -26,7 +26,7 @@ def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> tor
     for i in range(n):
         r, col = divmod(i, nrow)
         top, left = padding + r * (h + padding), padding + col * (w + padding)
-        out[:, top:top + h, left:left + w] = images[i]
+        out[:, top : top + h, left : left + w] = images[i]
     return out
 
 
@@ -37,8 +37,9 @@ def save_png(image: torch.Tensor, path: str | Path) -> None:
     atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
 
 
-def scatter(points: dict[str, tuple[torch.Tensor, tuple[int, int, int]]], size: int = 512,
-            extent: float | None = None) -> torch.Tensor:
+def scatter(
+    points: dict[str, tuple[torch.Tensor, tuple[int, int, int]]], size: int = 512, extent: float | None = None
+) -> torch.Tensor:
     """Render 2-D point sets {label: ((N, 2) points, rgb)} on a white square; returns (3, size, size) uint8."""
     every = torch.cat([p for p, _ in points.values()]).float()
     extent = extent or float(every.abs().max().clamp(min=1e-3)) * 1.1
@@ -55,8 +56,13 @@ def _draw_points(canvas: Image.Image, points: dict, extent: float) -> None:
             draw.rectangle((px - 1, py - 1, px + 1, py + 1), fill=rgb)
 
 
-def probability_panel(field: torch.Tensor, points: dict[str, tuple[torch.Tensor, tuple[int, int, int]]],
-                      extent: float, title: str, size: int = 384) -> Image.Image:
+def probability_panel(
+    field: torch.Tensor,
+    points: dict[str, tuple[torch.Tensor, tuple[int, int, int]]],
+    extent: float,
+    title: str,
+    size: int = 384,
+) -> Image.Image:
     """A (H, W) field of probabilities in [0, 1] as a heat map (blue 0, white ½, red 1) under 2-D point sets,
     with a title; the field's rows run from the top (y = extent) down, as `metrics.toy.density_grid` makes them."""
     p = field.float().clamp(0, 1).cpu().numpy()

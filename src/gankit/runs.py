@@ -86,8 +86,9 @@ def newest_readable(run_dir: Path, load) -> tuple[Path, list[tuple[Path, str]]]:
             return weights, skipped
         except CheckpointError as e:
             skipped.append((weights, str(e)))
-    raise CheckpointError(skipped[0][1] + (f" (and the {len(skipped) - 1} older checkpoint(s) too)"
-                                           if len(skipped) > 1 else ""))
+    raise CheckpointError(
+        skipped[0][1] + (f" (and the {len(skipped) - 1} older checkpoint(s) too)" if len(skipped) > 1 else "")
+    )
 
 
 def set_aside(weights: Path) -> Path:
@@ -98,13 +99,20 @@ def set_aside(weights: Path) -> Path:
     return weights.with_name(weights.name + ".unreadable")
 
 
-def save(run_dir: Path, step: int, modules: dict[str, torch.nn.Module], metadata: dict[str, Any],
-         state: dict[str, Any], keep: int) -> Path:
+def save(
+    run_dir: Path,
+    step: int,
+    modules: dict[str, torch.nn.Module],
+    metadata: dict[str, Any],
+    state: dict[str, Any],
+    keep: int,
+) -> Path:
     """Write one checkpoint atomically and delete all but the newest `keep`."""
     weights = path_for(run_dir, step)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {f"{name}.{k}": v.detach().cpu().contiguous()
-               for name, m in modules.items() for k, v in m.state_dict().items()}
+    tensors = {
+        f"{name}.{k}": v.detach().cpu().contiguous() for name, m in modules.items() for k, v in m.state_dict().items()
+    }
     meta = {k: json.dumps(v) for k, v in {**metadata, "step": step}.items()}
     atomic_write(state_path(weights), lambda p: torch.save(state, p))
     atomic_write(weights, lambda p: save_file(tensors, str(p), metadata=meta))
@@ -130,7 +138,7 @@ def load_weights(weights: Path, modules: dict[str, torch.nn.Module]) -> None:
         raise CheckpointError(f"checkpoint {weights} is unreadable: {_first_line(e)}") from None
     for name, module in modules.items():
         prefix = f"{name}."
-        part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         try:
             module.load_state_dict(part)
         except RuntimeError as e:
@@ -181,15 +189,21 @@ def load_generator(run_dir: str | Path, ema: bool = False, device: str = "cpu"):
 
 
 @torch.no_grad()
-def generate(G: torch.nn.Module, latent_dim: int, n: int, seed: int = 0, labels: torch.Tensor | None = None,
-             batch_size: int = 256) -> torch.Tensor:
+def generate(
+    G: torch.nn.Module,
+    latent_dim: int,
+    n: int,
+    seed: int = 0,
+    labels: torch.Tensor | None = None,
+    batch_size: int = 256,
+) -> torch.Tensor:
     """n samples of G (float, model range) from z ~ N(0, I) seeded by `seed`, in batches to bound memory."""
     z = torch.randn(n, latent_dim, generator=seeded(seed, Stream.SAMPLES))
     device = next(G.parameters()).device
     out = []
     for start in range(0, n, batch_size):
-        y = labels[start:start + batch_size].to(device) if labels is not None else None
-        out.append(G(z[start:start + batch_size].to(device), y).float().cpu())
+        y = labels[start : start + batch_size].to(device) if labels is not None else None
+        out.append(G(z[start : start + batch_size].to(device), y).float().cpu())
     return torch.cat(out)
 
 
@@ -204,5 +218,3 @@ def labels_for(num_classes: int, n: int, label: int | None) -> torch.Tensor | No
     if not 0 <= label < num_classes:
         raise ConfigError(f"--label must be in 0..{num_classes - 1}, got {label}")
     return torch.full((n,), label, dtype=torch.long)
-
-

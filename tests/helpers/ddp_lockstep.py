@@ -18,7 +18,9 @@ from gankit.training.session import Session
 
 
 def flat_weights(session) -> torch.Tensor:
-    return torch.cat([p.detach().float().flatten() for net in (session.state.G, session.state.D) for p in net.parameters()])
+    return torch.cat(
+        [p.detach().float().flatten() for net in (session.state.G, session.state.D) for p in net.parameters()]
+    )
 
 
 def check_identical(session) -> None:
@@ -27,8 +29,10 @@ def check_identical(session) -> None:
     torch_dist.all_gather(everyone, mine)
     for rank, theirs in enumerate(everyone):
         if not torch.equal(theirs, mine):
-            raise SystemExit(f"step {session.step}: rank {rank}'s weights differ from rank {session.dist.rank}'s "
-                             f"by up to {(theirs - mine).abs().max().item():.3g}")
+            raise SystemExit(
+                f"step {session.step}: rank {rank}'s weights differ from rank {session.dist.rank}'s "
+                f"by up to {(theirs - mine).abs().max().item():.3g}"
+            )
     session.checked = getattr(session, "checked", 0) + 1
 
 

@@ -44,16 +44,27 @@ class PILImages(Dataset):
 
 def reference_spec(channels: int, resolution: int) -> NetSpec:
     """The example's sizes (nz = 100, ngf = ndf = 64) as a gankit NetSpec, for gankit's rows of the bench."""
-    return NetSpec(channels=channels, resolution=resolution, num_classes=0, latent_dim=100, width_g=64, width_d=64,
-                   batchnorm_g=True, batchnorm_d=True)
+    return NetSpec(
+        channels=channels,
+        resolution=resolution,
+        num_classes=0,
+        latent_dim=100,
+        width_g=64,
+        width_d=64,
+        batchnorm_g=True,
+        batchnorm_d=True,
+    )
 
 
 def classic_networks(spec: NetSpec) -> tuple[nn.Sequential, nn.Sequential]:
     """The example's Generator (z as (N, nz, 1, 1) → Tanh image) and Discriminator (image → Sigmoid probability)."""
     base, k = dcgan_plan(spec.resolution)
     width = spec.width_g * 2 ** (k - 1)
-    g: list[nn.Module] = [nn.ConvTranspose2d(spec.latent_dim, width, base, 1, 0, bias=False), nn.BatchNorm2d(width),
-                          nn.ReLU(True)]
+    g: list[nn.Module] = [
+        nn.ConvTranspose2d(spec.latent_dim, width, base, 1, 0, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(True),
+    ]
     for _ in range(k - 1):
         g += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU(True)]
         width //= 2
@@ -73,8 +84,15 @@ def classic_networks(spec: NetSpec) -> tuple[nn.Sequential, nn.Sequential]:
 class ReferenceLoop:
     """The example's iteration as `step()`; `G` is the generator it trains."""
 
-    def __init__(self, images: torch.Tensor, resolution: int, batch_size: int = 128, workers: int = 2,
-                 lr: float = 2e-4, seed: int = 0):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        resolution: int,
+        batch_size: int = 128,
+        workers: int = 2,
+        lr: float = 2e-4,
+        seed: int = 0,
+    ):
         torch.manual_seed(seed)
         self.spec = reference_spec(images.shape[1], resolution)
         self.G, self.D = classic_networks(self.spec)
@@ -82,8 +100,13 @@ class ReferenceLoop:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(0.5, 0.999))
         self.batch_size = batch_size
-        self.loader = DataLoader(PILImages(images, resolution), batch_size=batch_size, shuffle=True,
-                                 num_workers=workers, generator=torch.Generator().manual_seed(seed))
+        self.loader = DataLoader(
+            PILImages(images, resolution),
+            batch_size=batch_size,
+            shuffle=True,
+            num_workers=workers,
+            generator=torch.Generator().manual_seed(seed),
+        )
         self._batches = iter(self.loader)
         self.last_log = None
 

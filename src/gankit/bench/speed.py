@@ -75,12 +75,19 @@ def gankit_loop(images: torch.Tensor, resolution: int, batch_size: int, bf16: bo
     dtype = torch.bfloat16 if bf16 else None
     cfg = TrainConfig(batch_size=batch_size, seed=0, ema=0.999, beta1=0.5, beta2=0.999)
     state = TrainState(
-        G=G, D=D, G_ema=copy.deepcopy(G).eval().requires_grad_(False),
-        opt_g=make_optimizer(cfg, G.parameters(), lr=2e-4), opt_d=make_optimizer(cfg, D.parameters(), lr=2e-4),
+        G=G,
+        D=D,
+        G_ema=copy.deepcopy(G).eval().requires_grad_(False),
+        opt_g=make_optimizer(cfg, G.parameters(), lr=2e-4),
+        opt_d=make_optimizer(cfg, D.parameters(), lr=2e-4),
         game=Game(LOSSES["ns"], real_target=1.0, gp_weight=0.0, weight_clip=None, n_critic=1),
         precision=Precision(torch.device("cpu"), dtype, channels_last=True),
         batches=ImageBatches(to_model_range(images, resolution), None, batch_size, seed=0),
-        latent_dim=spec.latent_dim, batch_size=batch_size, seed=0, ema=cfg.ema)
+        latent_dim=spec.latent_dim,
+        batch_size=batch_size,
+        seed=0,
+        ema=cfg.ema,
+    )
     stats, counter = Stats(), iter(range(10**9))
 
     def step():
@@ -182,7 +189,7 @@ def matmul_peaks(seconds: float = 1.0, n: int = 2048) -> dict:
     """GFLOP/s of a large square matmul in fp32 and in bf16 (best call): the ceiling convolutions can approach. bf16
     is None on a CPU without native bf16: emulated, one such matmul took a minute (0.3 GFLOP/s)."""
     out = {"bf16": None}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))[:2 if host.current().native_bf16 else 1]:
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))[: 2 if host.current().native_bf16 else 1]:
         a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
         torch.mm(a, b)
         best, calls, start = float("inf"), 0, time.perf_counter()
@@ -297,15 +304,23 @@ def _reference(images: torch.Tensor, resolution: int, batch_size: int):
     return loop.step, loop.close
 
 
-def training_bench(resolutions=RESOLUTIONS, batch_size: int = 128, seconds: float = 8.0, warmup: int = 2,
-                   images: torch.Tensor | None = None, peaks: dict | None = None, rounds: int = 3) -> dict:
+def training_bench(
+    resolutions=RESOLUTIONS,
+    batch_size: int = 128,
+    seconds: float = 8.0,
+    warmup: int = 2,
+    images: torch.Tensor | None = None,
+    peaks: dict | None = None,
+    rounds: int = 3,
+) -> dict:
     """Every mode at every resolution: one dict per resolution, one row per mode.
 
     Per resolution the loops take turns, one at a time, `rounds` rounds of seconds/rounds each (after one untimed
-    step, so no loop pays for the caches the previous one left; steps longer than a round are timed one a round), and each row keeps its best round: a neighbour
-    slowing the shared machine for a while then hits all rows alike. The baseline, "reference", is the classic loop
-    in a plain child process (`PlainProcessLoop`); the same loop in this process, under gankit's allocator setting,
-    is the row after it. `added_mb` is the resident memory each loop adds (its data, workers, activations).
+    step, so no loop pays for the caches the previous one left; steps longer than a round are timed one a round),
+    and each row keeps its best round: a neighbour slowing the shared machine for a while then hits all rows alike.
+    The baseline, "reference", is the classic loop in a plain child process (`PlainProcessLoop`); the same loop in
+    this process, under gankit's allocator setting, is the row after it. `added_mb` is the resident memory each loop
+    adds (its data, workers, activations).
     """
     peaks = peaks or matmul_peaks()
     keep_freed_memory()
@@ -320,8 +335,9 @@ def training_bench(resolutions=RESOLUTIONS, batch_size: int = 128, seconds: floa
                     loops[mode] = _InProcess(lambda: _reference(images, resolution, batch_size), warmup)
                 else:
                     bf16 = mode != "gankit fp32"
-                    loops[mode] = _InProcess(lambda: (gankit_loop(images, resolution, batch_size, bf16), _nothing),
-                                             warmup)
+                    loops[mode] = _InProcess(
+                        lambda: (gankit_loop(images, resolution, batch_size, bf16), _nothing), warmup
+                    )
             rows = {mode: {"img_per_s": 0.0, "steps": 0, "added_mb": loop.added_mb} for mode, loop in loops.items()}
             for _ in range(rounds):
                 for mode, loop in loops.items():
@@ -331,11 +347,14 @@ def training_bench(resolutions=RESOLUTIONS, batch_size: int = 128, seconds: floa
             for mode, row in rows.items():
                 flops = loops[mode].flops()
                 achieved = flops * row["img_per_s"] / batch_size / 1e9
-                row.update(img_per_s=round(row["img_per_s"], 1),
-                           x_reference=round(row["img_per_s"] / rows["reference"]["img_per_s"], 2),
-                           gflop_per_step=round(flops / 1e9, 2), gflop_per_s=round(achieved, 1),
-                           fraction_fp32_peak=round(achieved / peaks["fp32"], 3),
-                           fraction_bf16_peak=round(achieved / peaks["bf16"], 3) if peaks["bf16"] else None)
+                row.update(
+                    img_per_s=round(row["img_per_s"], 1),
+                    x_reference=round(row["img_per_s"] / rows["reference"]["img_per_s"], 2),
+                    gflop_per_step=round(flops / 1e9, 2),
+                    gflop_per_s=round(achieved, 1),
+                    fraction_fp32_peak=round(achieved / peaks["fp32"], 3),
+                    fraction_bf16_peak=round(achieved / peaks["bf16"], 3) if peaks["bf16"] else None,
+                )
         finally:
             for loop in loops.values():
                 loop.close()
@@ -347,8 +366,9 @@ def _nothing() -> None:
     pass
 
 
-def scaling_bench(images: torch.Tensor, batches=(16, 32, 64, 128, 256), resolutions=RESOLUTIONS,
-                  seconds: float = 4.0) -> dict:
+def scaling_bench(
+    images: torch.Tensor, batches=(16, 32, 64, 128, 256), resolutions=RESOLUTIONS, seconds: float = 4.0
+) -> dict:
     """gankit's fast mode: ms per step and peak resident memory for every (resolution, batch)."""
     keep_freed_memory()
     out = {}
@@ -357,18 +377,23 @@ def scaling_bench(images: torch.Tensor, batches=(16, 32, 64, 128, 256), resoluti
             with PeakRSS() as rss:
                 step = gankit_loop(images, resolution, batch_size, bf16=host.current().fast_bf16)
                 row = time_steps(step, batch_size, seconds, warmup=2)
-            out[f"{resolution}x{batch_size}"] = {"resolution": resolution, "batch_size": batch_size,
-                                                 "ms_per_step": round(1000 * batch_size / row["img_per_s"], 1),
-                                                 "img_per_s": round(row["img_per_s"], 1),
-                                                 "peak_rss_mb": round(rss.peak)}
+            out[f"{resolution}x{batch_size}"] = {
+                "resolution": resolution,
+                "batch_size": batch_size,
+                "ms_per_step": round(1000 * batch_size / row["img_per_s"], 1),
+                "img_per_s": round(row["img_per_s"], 1),
+                "peak_rss_mb": round(rss.peak),
+            }
     return out
 
 
 def format_scaling(rows: dict) -> str:
     lines = ["gankit fast mode: ms per step (img/s) [peak RSS MB]"]
     for row in rows.values():
-        lines.append(f"  {row['resolution']}×{row['resolution']}, batch {row['batch_size']:>4}: "
-                     f"{row['ms_per_step']:>8.1f} ms ({row['img_per_s']:>7.1f} img/s) [{row['peak_rss_mb']}]")
+        lines.append(
+            f"  {row['resolution']}×{row['resolution']}, batch {row['batch_size']:>4}: "
+            f"{row['ms_per_step']:>8.1f} ms ({row['img_per_s']:>7.1f} img/s) [{row['peak_rss_mb']}]"
+        )
     return "\n".join(lines)
 
 
@@ -377,10 +402,24 @@ PROFILED = (("reference", 28), ("gankit fast", 28), ("gankit fast", 32), ("ganki
 # aten op names (overload packets) by kind, for `op_times`' summary; the rest is "other element-wise"
 OP_KINDS = {
     "convolutions and matmuls": {"convolution", "convolution_backward", "mm", "addmm", "bmm"},
-    "batch norm": {"native_batch_norm", "native_batch_norm_backward", "_native_batch_norm_legit",
-                   "_native_batch_norm_legit_functional", "_native_batch_norm_legit_no_training"},
-    "activations": {"relu", "relu_", "threshold_backward", "leaky_relu", "leaky_relu_", "leaky_relu_backward", "tanh",
-                    "tanh_backward", "sigmoid"},
+    "batch norm": {
+        "native_batch_norm",
+        "native_batch_norm_backward",
+        "_native_batch_norm_legit",
+        "_native_batch_norm_legit_functional",
+        "_native_batch_norm_legit_no_training",
+    },
+    "activations": {
+        "relu",
+        "relu_",
+        "threshold_backward",
+        "leaky_relu",
+        "leaky_relu_",
+        "leaky_relu_backward",
+        "tanh",
+        "tanh_backward",
+        "sigmoid",
+    },
     "copies, casts, pads": {"copy_", "_to_copy", "clone", "constant_pad_nd", "cat", "stack"},
     "optimiser, EMA": {"_fused_adam_", "_foreach_lerp_", "_foreach_norm"},
 }
@@ -422,17 +461,30 @@ def op_times(step, steps: int = 5, top: int = 12) -> dict:
         kind = next((k for k, names in OP_KINDS.items() if name in names), "other element-wise")
         kinds[kind] += 1000 * seconds / steps
     hottest = sorted(timer.seconds.items(), key=lambda item: -item[1])[:top]
-    return {"step_ms": round(plain_ms, 1), "step_ms_timed": round(timed_ms, 1),
-            "ops_ms": round(sum(kinds.values()), 2), "kinds_ms": {k: round(v, 2) for k, v in kinds.items()},
-            "hottest": [{"op": name, "shapes": shapes, "calls_per_step": timer.calls[(name, shapes)] / steps,
-                         "ms_per_step": round(1000 * seconds / steps, 2)} for (name, shapes), seconds in hottest]}
+    return {
+        "step_ms": round(plain_ms, 1),
+        "step_ms_timed": round(timed_ms, 1),
+        "ops_ms": round(sum(kinds.values()), 2),
+        "kinds_ms": {k: round(v, 2) for k, v in kinds.items()},
+        "hottest": [
+            {
+                "op": name,
+                "shapes": shapes,
+                "calls_per_step": timer.calls[(name, shapes)] / steps,
+                "ms_per_step": round(1000 * seconds / steps, 2),
+            }
+            for (name, shapes), seconds in hottest
+        ],
+    }
 
 
 def format_op_times(t: dict) -> str:
     lines = [f"  step {t['step_ms']} ms ({t['step_ms_timed']} under the timer), of which in ops {t['ops_ms']} ms:"]
     lines += [f"  {kind:<28}{ms:>8.1f} ms" for kind, ms in t["kinds_ms"].items()]
-    lines += [f"  {h['ms_per_step']:>7.2f} ms  {h['calls_per_step']:>4.1f}× {h['op']} {list(h['shapes'])}"
-              for h in t["hottest"]]
+    lines += [
+        f"  {h['ms_per_step']:>7.2f} ms  {h['calls_per_step']:>4.1f}× {h['op']} {list(h['shapes'])}"
+        for h in t["hottest"]
+    ]
     return "\n".join(lines)
 
 
@@ -452,7 +504,8 @@ def profile_tables(images: torch.Tensor, batch_size: int = 128, steps: int = 3, 
                 step()
         name = f"{mode} at {resolution}×{resolution}"
         tables[name] = prof.key_averages(group_by_input_shape=True).table(
-            sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=30, max_shapes_column_width=60)
+            sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=30, max_shapes_column_width=60
+        )
         if loop:
             loop.close()
         else:
@@ -497,8 +550,9 @@ def _shipped_in_plain_process(path: str, batch: int, repeats: int) -> tuple[floa
     with tempfile.TemporaryDirectory() as tmp:
         features_out = os.path.join(tmp, "features.pt")
         code = "import sys; from gankit.bench.speed import shipped_inception_child as c; c(*sys.argv[1:])"
-        done = subprocess.run([sys.executable, "-c", code, path, str(batch), str(repeats), features_out],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", code, path, str(batch), str(repeats), features_out], capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise RuntimeError(f"the shipped Inception module failed in a child process: {done.stderr.strip()}")
         return json.loads(done.stdout.strip().splitlines()[-1])["img_per_s"], torch.load(features_out)
@@ -519,10 +573,13 @@ def inception_bench(batch: int = 32, repeats: int = 2, rounds: int = 2, path: st
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return extractor.model(t)
 
-    rows = {"as shipped (TorchScript, fp32, plain process)": lambda: _shipped_in_plain_process(shipped_path, batch,
-                                                                                                repeats),
-            "as shipped, with gankit's allocator setting": lambda: _rate(shipped, x, repeats),
-            "gankit eager rebuild (fp32)": lambda: _rate(extractor.model, x, repeats)}
+    rows = {
+        "as shipped (TorchScript, fp32, plain process)": lambda: _shipped_in_plain_process(
+            shipped_path, batch, repeats
+        ),
+        "as shipped, with gankit's allocator setting": lambda: _rate(shipped, x, repeats),
+        "gankit eager rebuild (fp32)": lambda: _rate(extractor.model, x, repeats),
+    }
     if host.current().native_bf16:  # elsewhere bf16 is emulated, many times slower, and --fast is the fp32 row
         fast = host.current().fast_bf16
         name = "gankit eager rebuild (bf16, --fast)" if fast else "gankit eager rebuild (bf16; --fast: fp32)"
@@ -533,30 +590,49 @@ def inception_bench(batch: int = 32, repeats: int = 2, rounds: int = 2, path: st
             rate, features[name] = measure()
             best[name] = max(best.get(name, 0.0), rate)
     baseline = next(iter(rows))
-    return {name: {"img_per_s": round(rate, 2), "speedup": round(rate / best[baseline], 2),
-                   "max_abs_feature_diff": float((features[name] - features[baseline]).abs().max())}
-            for name, rate in best.items()}
+    return {
+        name: {
+            "img_per_s": round(rate, 2),
+            "speedup": round(rate / best[baseline], 2),
+            "max_abs_feature_diff": float((features[name] - features[baseline]).abs().max()),
+        }
+        for name, rate in best.items()
+    }
 
 
 def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "host": dataclasses.asdict(host.current())}
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "host": dataclasses.asdict(host.current()),
+    }
 
 
-def run_bench(quick: bool = False, out: str | Path = "bench.json", inception: str | None = None,
-              profile: bool = False) -> dict:
+def run_bench(
+    quick: bool = False, out: str | Path = "bench.json", inception: str | None = None, profile: bool = False
+) -> dict:
     result = {"machine": machine(), "fast_mode": "bf16" if host.current().fast_bf16 else "fp32"}
     images, source = bench_images()
     peaks = matmul_peaks(seconds=0.5 if quick else 2.0)
     result["matmul_peak_gflop_per_s"] = peaks
-    result["training"] = {"data": source, "batch_size": 128,
-                          "rows": training_bench(seconds=2.4 if quick else 12.0, warmup=0 if quick else 2,
-                                                 images=images, peaks=peaks, rounds=2 if quick else 3)}
+    result["training"] = {
+        "data": source,
+        "batch_size": 128,
+        "rows": training_bench(
+            seconds=2.4 if quick else 12.0,
+            warmup=0 if quick else 2,
+            images=images,
+            peaks=peaks,
+            rounds=2 if quick else 3,
+        ),
+    }
     if profile:
         result["profiles"] = profile_tables(images)
     try:
-        result["inception"] = inception_bench(batch=16 if quick else 32, repeats=1 if quick else 3,
-                                              rounds=1 if quick else 2, path=inception)
+        result["inception"] = inception_bench(
+            batch=16 if quick else 32, repeats=1 if quick else 3, rounds=1 if quick else 2, path=inception
+        )
     except ConfigError as e:  # the extractor is optional: say so and keep the training numbers
         result["inception"] = {"skipped": str(e)}
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
@@ -569,17 +645,22 @@ def format_bench(result: dict) -> str:
     bf16_peak = f"{peaks['bf16']} GFLOP/s" if peaks["bf16"] else "none native"
     if result.get("fast_mode") == "fp32":
         bf16_peak += " (gankit's fast mode is its fp32 mode)"
-    lines += ["", f"Training, DCGAN (ngf = ndf = 64, z 100), batch {result['training']['batch_size']}, "
-                  f"data: {result['training']['data']}; matmul peak fp32 {peaks['fp32']} GFLOP/s, bf16 {bf16_peak}",
-              f"{'':<33}{'img/s':>8}{'× ref':>7}{'GFLOP/step':>12}{'GFLOP/s':>9}{'% fp32 pk':>11}"
-              f"{'% bf16 pk':>11}{'added MB':>10}"]
+    lines += [
+        "",
+        f"Training, DCGAN (ngf = ndf = 64, z 100), batch {result['training']['batch_size']}, "
+        f"data: {result['training']['data']}; matmul peak fp32 {peaks['fp32']} GFLOP/s, bf16 {bf16_peak}",
+        f"{'':<33}{'img/s':>8}{'× ref':>7}{'GFLOP/step':>12}{'GFLOP/s':>9}{'% fp32 pk':>11}"
+        f"{'% bf16 pk':>11}{'added MB':>10}",
+    ]
     for resolution, rows in result["training"]["rows"].items():
         lines.append(f"{resolution}×{resolution}")
         for mode, r in rows.items():
             of_bf16 = f"{100 * r['fraction_bf16_peak']:.0f}" if r["fraction_bf16_peak"] is not None else "–"
-            lines.append(f"  {mode:<31}{r['img_per_s']:>8.1f}{r['x_reference']:>7.2f}{r['gflop_per_step']:>12.2f}"
-                         f"{r['gflop_per_s']:>9.1f}{100 * r['fraction_fp32_peak']:>11.0f}{of_bf16:>11}"
-                         f"{r['added_mb']:>10}")
+            lines.append(
+                f"  {mode:<31}{r['img_per_s']:>8.1f}{r['x_reference']:>7.2f}{r['gflop_per_step']:>12.2f}"
+                f"{r['gflop_per_s']:>9.1f}{100 * r['fraction_fp32_peak']:>11.0f}{of_bf16:>11}"
+                f"{r['added_mb']:>10}"
+            )
     for name, table in result.get("profiles", {}).items():
         what = "ms per step" if "op by op" in name else "self CPU time"
         lines += ["", f"Hottest ops, {name} (3 steps of batch 128, {what})", table]
@@ -587,9 +668,13 @@ def format_bench(result: dict) -> str:
     if "skipped" in inception_rows:
         lines += ["", f"Inception feature extraction skipped: {inception_rows['skipped']}"]
     elif inception_rows:
-        lines += ["", "Inception feature extraction (299×299, batch as run)",
-                  f"{'':<40}{'img/s':>8}{'× shipped':>11}{'max |Δfeature|':>16}"]
+        lines += [
+            "",
+            "Inception feature extraction (299×299, batch as run)",
+            f"{'':<40}{'img/s':>8}{'× shipped':>11}{'max |Δfeature|':>16}",
+        ]
         for name, row in inception_rows.items():
-            lines.append(f"{name:<40}{row['img_per_s']:>8.2f}{row['speedup']:>11.2f}"
-                         f"{row['max_abs_feature_diff']:>16.2e}")
+            lines.append(
+                f"{name:<40}{row['img_per_s']:>8.2f}{row['speedup']:>11.2f}{row['max_abs_feature_diff']:>16.2e}"
+            )
     return "\n".join(lines)

@@ -16,8 +16,9 @@ from gankit.data.streams import Stream, seeded
 class ImageBatches:
     """Batches drawn by index from one (N, C, H, W) tensor; labels alongside when present."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor | None, batch_size: int, seed: int,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor | None, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+    ):
         if batch_size % world_size:
             raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
         if batch_size > x.shape[0]:
@@ -33,7 +34,7 @@ class ImageBatches:
         if epoch != self._epoch:
             self._epoch = epoch
             self._perm = torch.randperm(self.x.shape[0], generator=seeded(self.seed, Stream.DATA, epoch))
-        return self._perm[j * self.batch_size:(j + 1) * self.batch_size][self.part]
+        return self._perm[j * self.batch_size : (j + 1) * self.batch_size][self.part]
 
     def __call__(self, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = self.indices(batch)

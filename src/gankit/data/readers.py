@@ -147,7 +147,7 @@ def read_cifar_batches(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
     """Read and concatenate CIFAR-10 python batch files: (N, 3, 32, 32) uint8 and (N,) int64."""
     batches = [_read_cifar_batch(p) for p in paths]
     data = np.concatenate([d for d, _ in batches])
-    labels = np.concatenate([l for _, l in batches]).astype(np.int64)
+    labels = np.concatenate([y for _, y in batches]).astype(np.int64)
     return torch.from_numpy(data.reshape(-1, 3, 32, 32)), torch.from_numpy(labels)
 
 
@@ -258,7 +258,9 @@ def _pixels_as_uint8(path: Path, x: np.ndarray) -> tuple[np.ndarray, str]:
             raise DataError(f"{path} has integer pixels outside 0..255.")
         return x.astype(np.uint8), f"{x.dtype} 0..255"
     if not np.issubdtype(x.dtype, np.floating):
-        raise DataError(f"{path} has pixels of type {x.dtype}; expected uint8, or floats in [0, 1], [-1, 1] or [0, 255].")
+        raise DataError(
+            f"{path} has pixels of type {x.dtype}; expected uint8, or floats in [0, 1], [-1, 1] or [0, 255]."
+        )
     if not np.isfinite(x).all():
         raise DataError(f"{path} has NaN or infinite pixel values.")
     low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)

@@ -78,7 +78,16 @@ REGISTRY: dict[str, DatasetSpec] = {
             ),
         },
         class_names=(
-            "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
         ),
         apt_package="dataset-fashion-mnist",
     ),
@@ -223,8 +232,13 @@ def _read_named(name: str, spec: DatasetSpec, split: str, paths: list[Path]) -> 
     else:
         x, y = read_cifar_batches(paths)
     return ImageData(
-        x=x, y=y, num_classes=len(spec.class_names), class_names=list(spec.class_names), name=name,
-        source=str(paths[0].parent), split=split,
+        x=x,
+        y=y,
+        num_classes=len(spec.class_names),
+        class_names=list(spec.class_names),
+        name=name,
+        source=str(paths[0].parent),
+        split=split,
     )
 
 

@@ -34,9 +34,7 @@ class ToyDistribution:
         """Number of mixture components K."""
         return self.means.shape[0]
 
-    def sample_with_modes(
-        self, n: int, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_with_modes(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw n points (n, 2) float32 and the index (n,) int64 of the component each came from."""
         modes = torch.randint(self.num_modes, (n,), generator=generator)
         noise = torch.randn(n, 2, generator=generator)

@@ -36,12 +36,23 @@ class DomainClassifier(nn.Module):
         super().__init__()
 
         def stage(c_in, c_out):
-            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-                    nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-                    nn.MaxPool2d(2)]
+            return [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
 
-        self.body = nn.Sequential(*stage(1, 32), *stage(32, 64), nn.Flatten(),  # (N, 64·7·7)
-                                  nn.Linear(64 * 7 * 7, FEATURES), nn.ReLU(inplace=True))
+        self.body = nn.Sequential(
+            *stage(1, 32),
+            *stage(32, 64),
+            nn.Flatten(),  # (N, 64·7·7)
+            nn.Linear(64 * 7 * 7, FEATURES),
+            nn.ReLU(inplace=True),
+        )
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(FEATURES, num_classes))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,18 +73,25 @@ def _shifted(x: torch.Tensor, gen: torch.Generator, max_shift: int = 2) -> torch
     """Random translations by up to ±max_shift pixels (pad with the background, crop), one per batch."""
     dx, dy = torch.randint(-max_shift, max_shift + 1, (2,), generator=gen).tolist()
     padded = F.pad(x, (max_shift,) * 4, value=-1.0)
-    return padded[:, :, max_shift + dy:max_shift + dy + SIDE, max_shift + dx:max_shift + dx + SIDE]
+    return padded[:, :, max_shift + dy : max_shift + dy + SIDE, max_shift + dx : max_shift + dx + SIDE]
 
 
 @torch.no_grad()
 def accuracy(model: DomainClassifier, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
     model.eval()
-    hits = sum((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum().item() for i in range(0, len(x), batch))
+    hits = sum((model(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum().item() for i in range(0, len(x), batch))
     return hits / len(x)
 
 
-def train_classifier(data: str, epochs: int = 8, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
-                     data_dir: str | None = None, log=print) -> tuple[DomainClassifier, float]:
+def train_classifier(
+    data: str,
+    epochs: int = 8,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    data_dir: str | None = None,
+    log=print,
+) -> tuple[DomainClassifier, float]:
     """Adam with a cosine schedule and small random shifts; returns the model and its test accuracy."""
     train_set, test_set = (load_images(data, split, data_dir=data_dir) for split in ("train", "test"))
     if train_set.y is None or train_set.x.shape[1] != 1:
@@ -91,20 +109,24 @@ def train_classifier(data: str, epochs: int = 8, batch_size: int = 128, lr: floa
         start = time.perf_counter()
         perm = torch.randperm(x.shape[0], generator=gen)
         for j in range(steps_per_epoch):
-            idx = perm[j * batch_size:(j + 1) * batch_size]
+            idx = perm[j * batch_size : (j + 1) * batch_size]
             loss = F.cross_entropy(model(_shifted(x[idx], gen)), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             schedule.step()
-        log(f"epoch {epoch + 1}/{epochs}: test accuracy {accuracy(model, x_test, y_test):.4f} "
-            f"({time.perf_counter() - start:.0f} s)")
+        log(
+            f"epoch {epoch + 1}/{epochs}: test accuracy {accuracy(model, x_test, y_test):.4f} "
+            f"({time.perf_counter() - start:.0f} s)"
+        )
     return model.eval(), accuracy(model, x_test, y_test)
 
 
 def save_classifier(model: DomainClassifier, path: Path, metadata: dict) -> None:
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()}))
+    atomic_write(
+        path, lambda tmp: save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
+    )
 
 
 def _name(data: str) -> str:
@@ -141,7 +163,7 @@ def classify(model: DomainClassifier, images_uint8: torch.Tensor, batch: int = 1
     """(features (N, 128), class probabilities (N, K)) of uint8 images."""
     feats, probs = [], []
     for i in range(0, images_uint8.shape[0], batch):
-        f = model.features(prepare(images_uint8[i:i + batch]))
+        f = model.features(prepare(images_uint8[i : i + batch]))
         feats.append(f)
         probs.append(model.head(f).softmax(1))
     return torch.cat(feats), torch.cat(probs)
@@ -157,6 +179,9 @@ def coverage(probs: torch.Tensor) -> dict:
     p = probs.double()
     marginal = p.mean(0)
     kl_each = (torch.special.xlogy(p, p) - p * marginal.clamp(min=1e-300).log()).sum(1)  # 0·log 0 = 0
-    return {"classes_hit": int((share >= 0.1 / k).sum()), "classes_total": k,
-            "class_kl": float((share[nonzero] * (share[nonzero] * k).log()).sum()),
-            "domain_is": float(math.exp(kl_each.mean()))}
+    return {
+        "classes_hit": int((share >= 0.1 / k).sum()),
+        "classes_total": k,
+        "class_kl": float((share[nonzero] * (share[nonzero] * k).log()).sum()),
+        "domain_is": float(math.exp(kl_each.mean())),
+    }

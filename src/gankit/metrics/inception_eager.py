@@ -24,8 +24,9 @@ class FoldedConv(nn.Module):
         scale = (scripted.var.detach().double() + BN_EPS).rsqrt()
         padding = scripted.padding
         padding = tuple(padding) if isinstance(padding, (list, tuple)) else (padding, padding)
-        self.conv = nn.Conv2d(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), stride=scripted.stride,
-                              padding=padding)
+        self.conv = nn.Conv2d(
+            weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), stride=scripted.stride, padding=padding
+        )
         with torch.no_grad():
             self.conv.weight.copy_(weight * scale[:, None, None, None])
             self.conv.bias.copy_(scripted.beta.detach().double() - scripted.mean.detach().double() * scale)
@@ -50,8 +51,17 @@ class InceptionE(nn.Module):
 
     def __init__(self, s: torch.jit.ScriptModule):
         super().__init__()
-        names = ("conv", "tower_conv", "tower_mixed_conv", "tower_mixed_conv_1", "tower_1_conv", "tower_1_conv_1",
-                 "tower_1_mixed_conv", "tower_1_mixed_conv_1", "tower_2_conv")
+        names = (
+            "conv",
+            "tower_conv",
+            "tower_mixed_conv",
+            "tower_mixed_conv_1",
+            "tower_1_conv",
+            "tower_1_conv_1",
+            "tower_1_mixed_conv",
+            "tower_1_mixed_conv_1",
+            "tower_2_conv",
+        )
         self.convs = nn.ModuleDict({n: FoldedConv(getattr(s, n)) for n in names})
         self.pool = convert(s.tower_2_pool)
 
@@ -59,9 +69,17 @@ class InceptionE(nn.Module):
         c = self.convs
         a = c["tower_conv"](x)
         b = c["tower_1_conv_1"](c["tower_1_conv"](x))
-        return torch.cat([c["conv"](x), c["tower_mixed_conv"](a), c["tower_mixed_conv_1"](a),
-                          c["tower_1_mixed_conv"](b), c["tower_1_mixed_conv_1"](b),
-                          c["tower_2_conv"](self.pool(x))], dim=1)
+        return torch.cat(
+            [
+                c["conv"](x),
+                c["tower_mixed_conv"](a),
+                c["tower_mixed_conv_1"](a),
+                c["tower_1_mixed_conv"](b),
+                c["tower_1_mixed_conv_1"](b),
+                c["tower_2_conv"](self.pool(x)),
+            ],
+            dim=1,
+        )
 
 
 def _pool(scripted: torch.jit.ScriptModule) -> nn.Module:

@@ -12,13 +12,16 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     k_yy = (y @ y.T / d + 1) ** 3
     k_xy = (x @ y.T / d + 1) ** 3
     m, n = x.shape[0], y.shape[0]
-    return ((k_xx.sum() - k_xx.diagonal().sum()) / (m * (m - 1))
-            + (k_yy.sum() - k_yy.diagonal().sum()) / (n * (n - 1))
-            - 2 * k_xy.mean())
+    return (
+        (k_xx.sum() - k_xx.diagonal().sum()) / (m * (m - 1))
+        + (k_yy.sum() - k_yy.diagonal().sum()) / (n * (n - 1))
+        - 2 * k_xy.mean()
+    )
 
 
-def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
-        seed: int = 0) -> tuple[float, float]:
+def kid(
+    real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """(mean, std) of the unbiased MMD² over `subsets` random subsets of min(subset_size, n/2) samples each.
 
     At most half of the smaller set, so subsets differ and the std means something even for small n (at n = 2,000
@@ -29,8 +32,13 @@ def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size:
         raise ValueError("KID needs at least 4 samples in each set")
     gen = torch.Generator().manual_seed(seed)
     real, fake = real.double(), fake.double()
-    values = torch.stack([
-        mmd2_unbiased(real[torch.randperm(real.shape[0], generator=gen)[:m]],
-                      fake[torch.randperm(fake.shape[0], generator=gen)[:m]])
-        for _ in range(subsets)])
+    values = torch.stack(
+        [
+            mmd2_unbiased(
+                real[torch.randperm(real.shape[0], generator=gen)[:m]],
+                fake[torch.randperm(fake.shape[0], generator=gen)[:m]],
+            )
+            for _ in range(subsets)
+        ]
+    )
     return float(values.mean()), float(values.std())

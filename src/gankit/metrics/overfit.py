@@ -17,8 +17,8 @@ def mean_logit(D: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, batc
     """D's mean logit over x (model range), in batches; D as it is (eval mode: running batch-norm statistics)."""
     total = 0.0
     for start in range(0, x.shape[0], batch_size):
-        labels = y[start:start + batch_size] if y is not None else None
-        total += float(D(x[start:start + batch_size], labels).double().sum())
+        labels = y[start : start + batch_size] if y is not None else None
+        total += float(D(x[start : start + batch_size], labels).double().sum())
     return total / x.shape[0]
 
 
@@ -26,6 +26,10 @@ def overfit_metrics(D: torch.nn.Module, train: tuple, held_out: tuple, fake: tup
     """Each argument is (images in model range, labels or None)."""
     train_logit, held_logit, fake_logit = (mean_logit(D, x, y) for x, y in (train, held_out, fake))
     separation = train_logit - fake_logit
-    return {"d_logit_train": train_logit, "d_logit_held_out": held_logit, "d_logit_fake": fake_logit,
-            # undefined (written as null) where D does not even tell training images from G's
-            "d_overfit": (train_logit - held_logit) / separation if separation > 0 else math.inf}
+    return {
+        "d_logit_train": train_logit,
+        "d_logit_held_out": held_logit,
+        "d_logit_fake": fake_logit,
+        # undefined (written as null) where D does not even tell training images from G's
+        "d_overfit": (train_logit - held_logit) / separation if separation > 0 else math.inf,
+    }

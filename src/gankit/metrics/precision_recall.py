@@ -10,7 +10,7 @@ import torch
 def _kth_neighbour_radius(x: torch.Tensor, k: int, batch: int) -> torch.Tensor:
     radii = []
     for start in range(0, x.shape[0], batch):
-        d = torch.cdist(x[start:start + batch], x)
+        d = torch.cdist(x[start : start + batch], x)
         radii.append(d.kthvalue(k + 1, dim=1).values)  # k+1: the nearest "neighbour" is the sample itself
     return torch.cat(radii)
 
@@ -18,7 +18,7 @@ def _kth_neighbour_radius(x: torch.Tensor, k: int, batch: int) -> torch.Tensor:
 def _inside(manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor, batch: int) -> torch.Tensor:
     hits = []
     for start in range(0, queries.shape[0], batch):
-        d = torch.cdist(queries[start:start + batch], manifold)
+        d = torch.cdist(queries[start : start + batch], manifold)
         hits.append((d <= radii[None, :]).any(dim=1))
     return torch.cat(hits)
 

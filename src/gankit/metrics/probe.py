@@ -20,7 +20,9 @@ BUDGETS = (100, 1000, None)  # labelled training images; None = all
 @torch.no_grad()
 def d_features(D: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, batch: int = 500) -> torch.Tensor:
     D.eval()
-    out = [D.features(x[i:i + batch], None if y is None else y[i:i + batch]).float() for i in range(0, len(x), batch)]
+    out = [
+        D.features(x[i : i + batch], None if y is None else y[i : i + batch]).float() for i in range(0, len(x), batch)
+    ]
     return torch.cat(out)
 
 
@@ -35,8 +37,15 @@ def balanced_subset(y: torch.Tensor, n: int, num_classes: int, seed: int) -> tor
     return torch.cat(picks)
 
 
-def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                 num_classes: int, weight_decay: float = 1e-3, iterations: int = 100) -> float:
+def linear_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    weight_decay: float = 1e-3,
+    iterations: int = 100,
+) -> float:
     """Test accuracy of L2-regularised multinomial logistic regression on standardised features (full-batch L-BFGS)."""
     mean, std = train_x.mean(0), train_x.std(0).clamp(min=1e-6)
     a, b = (train_x - mean) / std, (test_x - mean) / std
@@ -69,21 +78,33 @@ def probe_run(run_dir: str | Path, budgets=BUDGETS, seed: int = 0) -> dict:
     train_px, test_px = to_model_range(train.x, spec.resolution), to_model_range(test.x, spec.resolution)
     # A conditional D must not be shown the label the probe predicts: it gets class 0 for every image instead.
     labels = (torch.zeros_like(train.y), torch.zeros_like(test.y)) if spec.num_classes else (None, None)
-    representations = {"D features": (d_features(D, train_px, labels[0]), d_features(D, test_px, labels[1])),
-                       "raw pixels": (train_px.flatten(1), test_px.flatten(1))}
+    representations = {
+        "D features": (d_features(D, train_px, labels[0]), d_features(D, test_px, labels[1])),
+        "raw pixels": (train_px.flatten(1), test_px.flatten(1)),
+    }
     rows = {}
     for budget in budgets:
         if budget and budget >= len(train.y):
             continue  # as many labels as the data has: the "all" row says it
         idx = balanced_subset(train.y, budget, train.num_classes, seed) if budget else torch.arange(len(train.y))
         name = f"{len(idx)} labels" if budget else f"all {len(idx)} labels"
-        rows[name] = {rep: linear_probe(tr[idx], train.y[idx], te, test.y, train.num_classes)
-                      for rep, (tr, te) in representations.items()}
-    result = {"run": str(run_dir), "step": step, "probe_test_accuracy": rows,
-              "protocol": {"classifier": "multinomial logistic regression, L2 1e-3, standardised features, L-BFGS",
-                           "features": f"D.features: {representations['D features'][0].shape[1]}-d last hidden layer",
-                           "few-label subsets": "balanced per class, seeded", "seed": seed,
-                           "data": cfg["data"], "test images": len(test.y)}}
+        rows[name] = {
+            rep: linear_probe(tr[idx], train.y[idx], te, test.y, train.num_classes)
+            for rep, (tr, te) in representations.items()
+        }
+    result = {
+        "run": str(run_dir),
+        "step": step,
+        "probe_test_accuracy": rows,
+        "protocol": {
+            "classifier": "multinomial logistic regression, L2 1e-3, standardised features, L-BFGS",
+            "features": f"D.features: {representations['D features'][0].shape[1]}-d last hidden layer",
+            "few-label subsets": "balanced per class, seeded",
+            "seed": seed,
+            "data": cfg["data"],
+            "test images": len(test.y),
+        },
+    }
     write_result(run_dir / "probe.json", result)
     return result
 

@@ -21,8 +21,12 @@ def mode_metrics(dist, samples: torch.Tensor, sigmas: float = 3.0) -> dict:
     share = counts / counts.sum().clamp(min=1)
     nonzero = share > 0
     reverse_kl = float((share[nonzero] * (share[nonzero] * dist.num_modes).log()).sum()) if good.any() else math.inf
-    return {"modes_covered": int((counts >= threshold).sum()), "modes_total": dist.num_modes,
-            "high_quality_pct": 100.0 * float(good.double().mean()), "mode_kl": reverse_kl}
+    return {
+        "modes_covered": int((counts >= threshold).sum()),
+        "modes_total": dist.num_modes,
+        "high_quality_pct": 100.0 * float(good.double().mean()),
+        "mode_kl": reverse_kl,
+    }
 
 
 def kde_log_prob(samples: torch.Tensor, points: torch.Tensor, bandwidth: float | None = None) -> torch.Tensor:
@@ -41,7 +45,7 @@ def select_bandwidth(fit: torch.Tensor, held_out: torch.Tensor) -> float:
     """The KDE bandwidth maximising the held-out log likelihood: rule-of-thumb bandwidths smear a ring of std-0.01
     modes over its whole radius, which wrecks D* exactly where the modes are."""
     scale = float(fit.std(0).mean().clamp(min=1e-6))
-    candidates = [scale * 10 ** e for e in torch.linspace(-4, 0, 25).tolist()]
+    candidates = [scale * 10**e for e in torch.linspace(-4, 0, 25).tolist()]
     scores = [float(kde_log_prob(fit, held_out, h).mean()) for h in candidates]
     return candidates[max(range(len(scores)), key=scores.__getitem__)]
 
@@ -51,13 +55,15 @@ def optimal_discriminator(log_p_data: torch.Tensor, log_p_g: torch.Tensor) -> to
     return torch.sigmoid(log_p_data - log_p_g)
 
 
-def jsd_estimate(dist, fake_fit: torch.Tensor, fake_eval: torch.Tensor, real_eval: torch.Tensor,
-                 bandwidth: float | None = None) -> float:
+def jsd_estimate(
+    dist, fake_fit: torch.Tensor, fake_eval: torch.Tensor, real_eval: torch.Tensor, bandwidth: float | None = None
+) -> float:
     """JSD(p_data ‖ p_g) in nats from V(D*, G) = E_data log D* + E_g log(1 − D*) = 2·JSD − log 4.
 
     p_g is a KDE fitted on `fake_fit`; the expectations use separate samples, so the KDE never scores its own points.
     Pass the bandwidth from `select_bandwidth`; None falls back to Scott's rule.
     """
+
     def log_d_star(x, sign):
         logit = dist.log_prob(x).double() - kde_log_prob(fake_fit, x, bandwidth)
         return torch.nn.functional.logsigmoid(sign * logit)  # log D* (sign +1) or log(1 − D*) (sign −1)
@@ -66,8 +72,9 @@ def jsd_estimate(dist, fake_fit: torch.Tensor, fake_eval: torch.Tensor, real_eva
     return float((value + math.log(4)) / 2)
 
 
-def discriminator_gap(dist, d_logits: torch.Tensor, points: torch.Tensor, fake_fit: torch.Tensor,
-                      bandwidth: float | None = None) -> float:
+def discriminator_gap(
+    dist, d_logits: torch.Tensor, points: torch.Tensor, fake_fit: torch.Tensor, bandwidth: float | None = None
+) -> float:
     """Mean |σ(D(x)) − D*(x)| over `points` (e.g. samples of p_data): how far the trained D is from Bayes-optimal."""
     d_star = optimal_discriminator(dist.log_prob(points).double(), kde_log_prob(fake_fit, points, bandwidth))
     return float((torch.sigmoid(d_logits.double()) - d_star).abs().mean())
@@ -80,8 +87,9 @@ def density_grid(extent: float, size: int = 128) -> torch.Tensor:
     return torch.stack([xs.flatten(), ys.flatten()], dim=1)
 
 
-def bayes_snapshot(dist, fake_fit: torch.Tensor, fake_eval: torch.Tensor, real: torch.Tensor,
-                   d_logit, extent: float, size: int = 128) -> dict:
+def bayes_snapshot(
+    dist, fake_fit: torch.Tensor, fake_eval: torch.Tensor, real: torch.Tensor, d_logit, extent: float, size: int = 128
+) -> dict:
     """Everything the 2-D Bayes lab shows at one moment of training.
 
     `d_logit` maps (N, 2) points to D's logits. Returns the metrics (modes covered, % high quality, mode KL, JSD,

@@ -102,8 +102,11 @@ class DCGANDiscriminator(nn.Module):
         width = spec.width_d
         for i in range(k):  # each block: (N, c, s, s) → (N, width, s/2, s/2)
             first = i == 0
-            layers.append(d_layer(StridedConv2d(in_channels if first else width // 2, width,
-                                                 bias=first or not spec.batchnorm_d), spec))
+            layers.append(
+                d_layer(
+                    StridedConv2d(in_channels if first else width // 2, width, bias=first or not spec.batchnorm_d), spec
+                )
+            )
             if spec.batchnorm_d and not first:  # no batch norm on D's input layer
                 layers.append(nn.BatchNorm2d(width))
             layers.append(nn.LeakyReLU(0.2, inplace=True))

@@ -47,7 +47,7 @@ class Projection(nn.ConvTranspose2d):
         if w.is_contiguous():
             h = (x.flatten(1) @ w.reshape(self.in_channels, -1)).view(n, self.out_channels, side, side)
         else:  # channels_last
-            h = (x.flatten(1) @ w.permute(0, 2, 3, 1).reshape(self.in_channels, -1))
+            h = x.flatten(1) @ w.permute(0, 2, 3, 1).reshape(self.in_channels, -1)
             h = h.view(n, side, side, self.out_channels).permute(0, 3, 1, 2)
         return h if self.bias is None else h + self.bias.to(h.dtype).view(1, -1, 1, 1)
 
@@ -57,6 +57,7 @@ class Projection(nn.ConvTranspose2d):
 # and saved tensor differ in format runs ~15× slower. G's first layer, a matmul, makes its map in its weight's format
 # (`Projection`); the flattening of D's features loses it (their gradient comes back contiguous): `grad_in_format`
 # restores it in the backward pass.
+
 
 def network_format(module: nn.Module) -> torch.memory_format:
     """channels_last if any 4-D weight of `module` is stored channels_last, else contiguous."""

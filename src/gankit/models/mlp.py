@@ -10,7 +10,7 @@ from gankit.models.spec import NetSpec
 
 
 class MLPGenerator(nn.Module):
-    """z (+ label embedding) → `depth` ReLU layers → a point in R^channels (no output squashing: toy data is unbounded)."""
+    """z (+ label embedding) → `depth` ReLU layers → a point in R^channels (no squashing: toy data is unbounded)."""
 
     def __init__(self, spec: NetSpec):
         super().__init__()

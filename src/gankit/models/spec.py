@@ -22,4 +22,6 @@ class NetSpec:
     dropout_d: float = 0.0  # dropout probability after each D hidden layer
     minibatch_std_d: bool = False  # D's head also sees its features' spread over groups of samples (Karras et al. 2018)
     conditioning_d: str = "projection"  # how D sees labels: "projection" (Miyato & Koyama 2018) or "concat"
-    class_batchnorm_g: bool = False  # conditional G: its batch norms' scale and shift are per class (Dumoulin et al. 2017)
+    class_batchnorm_g: bool = (
+        False  # conditional G: its batch norms' scale and shift are per class (Dumoulin et al. 2017)
+    )

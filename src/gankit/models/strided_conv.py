@@ -57,9 +57,12 @@ def transposed_to_one_channel(x: torch.Tensor, weight: torch.Tensor) -> torch.Te
     padded = F.pad(products, (0, 0, 1, 1, 1, 1))  # (N, H + 2, W + 2, (a, t_row, b, t_col)), zeros around
     s = padded.stride()  # a new tensor: its storage starts at offset 0
 
-    def columns(first: int, t_col: int) -> torch.Tensor:  # [n, r, j, a, t_row, b] = padded[n, r, first + j + b, a, t_row, b, t_col]
-        return padded.as_strided((n, h + 2, w, 2, 2, 2), (s[0], s[1], s[2], 8 * s[3], 4 * s[3], s[2] + 2 * s[3]),
-                                 first * s[2] + t_col * s[3])
+    def columns(
+        first: int, t_col: int
+    ) -> torch.Tensor:  # [n, r, j, a, t_row, b] = padded[n, r, first + j + b, a, t_row, b, t_col]
+        return padded.as_strided(
+            (n, h + 2, w, 2, 2, 2), (s[0], s[1], s[2], 8 * s[3], 4 * s[3], s[2] + 2 * s[3]), first * s[2] + t_col * s[3]
+        )
 
     by_row = columns(1, 0) + columns(0, 1)  # summed over t_col; a new tensor too
     r = by_row.stride()
@@ -95,8 +98,9 @@ class _StridedConv(torch.autograd.Function):
         rows, source = (x, grad) if ctx.transposed else (grad, x)  # the small map and the large one
 
         def onednn(mask):
-            return torch.ops.aten.convolution_backward(grad, x, weight, None, [2, 2], [1, 1], [1, 1], ctx.transposed,
-                                                       [0, 0], 1, mask)
+            return torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [2, 2], [1, 1], [1, 1], ctx.transposed, [0, 0], 1, mask
+            )
 
         if ctx.needs_input_grad[0]:
             if not ctx.transposed and weight.shape[1] == 1:  # the input gradient of a 1-channel input

@@ -42,8 +42,9 @@ def concept_latents(G, spec, label: int, data: str, pool: int = 2000, seed: int 
 
 
 @torch.no_grad()
-def arithmetic(run_dir, a: str, b: str, c: str, variations: int = 8, noise: float = 0.25, seed: int = 0,
-               ema: bool = False) -> torch.Tensor:
+def arithmetic(
+    run_dir, a: str, b: str, c: str, variations: int = 8, noise: float = 0.25, seed: int = 0, ema: bool = False
+) -> torch.Tensor:
     """Rows of [mean z_a, mean z_b, mean z_c, z_a − z_b + z_c] images, each row with the same small perturbation of
     the latents (as in the paper); conditional runs draw each column with its concept's label, the result with c's.
     Returns (variations × 4, C, H, W) floats."""
@@ -84,19 +85,19 @@ def neighbours(run_dir, n: int = 8, k: int = 5, seed: int = 0, ema: bool = False
         by_features = by_pixels
     else:
         by_features = _nearest(_features(D, fake), _features(D, train), k)
-    rows = [torch.cat([fake[i:i + 1], train[by_pixels[i]], train[by_features[i]]]) for i in range(n)]
+    rows = [torch.cat([fake[i : i + 1], train[by_pixels[i]], train[by_features[i]]]) for i in range(n)]
     return torch.cat(rows)
 
 
 def _features(D, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([D.features(x[i:i + 1000]).float() for i in range(0, x.shape[0], 1000)])
+    return torch.cat([D.features(x[i : i + 1000]).float() for i in range(0, x.shape[0], 1000)])
 
 
 def _nearest(queries: torch.Tensor, keys: torch.Tensor, k: int) -> torch.Tensor:
     """(Q, k) indices of the k nearest rows of keys (Euclidean), in chunks to bound memory."""
     out = []
     for i in range(0, keys.shape[0], 10000):
-        d = torch.cdist(queries, keys[i:i + 10000])
+        d = torch.cdist(queries, keys[i : i + 10000])
         out.append((d, torch.arange(i, i + d.shape[1]).expand_as(d)))
     distances = torch.cat([d for d, _ in out], dim=1)
     indices = torch.cat([j for _, j in out], dim=1)

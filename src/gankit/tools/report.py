@@ -33,8 +33,7 @@ CURVES = [
     ("Trained D vs Bayes-optimal D*", ("d_gap",), "mean |σ(D) − D*|", False),
     ("Training speed", ("img_per_s",), "images/s", False),
 ]
-DIAGNOSTIC_COLOURS = {"saturation": "#d62728", "collapse": "#9467bd", "instability": "#ff7f0e",
-                      "non_finite": "#000000"}
+DIAGNOSTIC_COLOURS = {"saturation": "#d62728", "collapse": "#9467bd", "instability": "#ff7f0e", "non_finite": "#000000"}
 
 
 @dataclass
@@ -71,22 +70,30 @@ def load_run(path: str | Path) -> Run:
         config = json.loads((path / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}/config.json is unreadable: {e}") from None
-    samples = sorted((int(p.stem.split("_")[1]), p) for p in (path / "samples").glob("step_*.png")
-                     if p.stem.split("_")[1].isdigit())
+    samples = sorted(
+        (int(p.stem.split("_")[1]), p) for p in (path / "samples").glob("step_*.png") if p.stem.split("_")[1].isdigit()
+    )
     evaluation = None
     if (path / "eval.json").is_file():
         try:
             evaluation = json.loads((path / "eval.json").read_text())
         except json.JSONDecodeError:
             evaluation = None  # being rewritten right now, or damaged: the page says there is none
-    return Run(path, config, read_jsonl(path / "metrics.jsonl"), read_jsonl(path / "diagnostics.jsonl"), samples,
-               evaluation)
+    return Run(
+        path, config, read_jsonl(path / "metrics.jsonl"), read_jsonl(path / "diagnostics.jsonl"), samples, evaluation
+    )
 
 
 # --- pieces of the page -------------------------------------------------------------------------------------------
 
-def chart(title: str, lines: list[tuple[str, list[int], list[float]]], ylabel: str, log: bool = False,
-          markers: list[dict] = ()) -> str:
+
+def chart(
+    title: str,
+    lines: list[tuple[str, list[int], list[float]]],
+    ylabel: str,
+    log: bool = False,
+    markers: list[dict] = (),
+) -> str:
     """An inline SVG line chart; `markers` (diagnostics records) become vertical lines where a finding started."""
     from matplotlib.figure import Figure
 
@@ -98,8 +105,13 @@ def chart(title: str, lines: list[tuple[str, list[int], list[float]]], ylabel: s
     for record in markers:
         if record.get("status") in ("started", "stopped"):
             kind = record["kind"]
-            ax.axvline(record["step"], color=DIAGNOSTIC_COLOURS.get(kind, "grey"), linestyle="--", linewidth=1,
-                       label=None if kind in shown else f"diagnostic: {kind}")
+            ax.axvline(
+                record["step"],
+                color=DIAGNOSTIC_COLOURS.get(kind, "grey"),
+                linestyle="--",
+                linewidth=1,
+                label=None if kind in shown else f"diagnostic: {kind}",
+            )
             shown.add(kind)
     if log and all(v > 0 for _, _, values in lines for v in values):
         ax.set_yscale("log")
@@ -113,7 +125,7 @@ def chart(title: str, lines: list[tuple[str, list[int], list[float]]], ylabel: s
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg")
     svg = buffer.getvalue()
-    return svg[svg.index("<svg"):]
+    return svg[svg.index("<svg") :]
 
 
 def run_status(run: Run) -> str:
@@ -124,8 +136,11 @@ def run_status(run: Run) -> str:
     _, times = run.series("time")  # training time, as the loop's --max-minutes check counts it
     if total and budget and times and times[-1] >= 60 * budget:
         return f"stopped by --max-minutes {budget:g}: {run.last_step:,} of {total:,} steps"
-    stopped = " — training stopped early (see the diagnostics)" if any(
-        d["kind"] == "non_finite" for d in run.diagnostics) else " — interrupted, crashed or still running"
+    stopped = (
+        " — training stopped early (see the diagnostics)"
+        if any(d["kind"] == "non_finite" for d in run.diagnostics)
+        else " — interrupted, crashed or still running"
+    )
     return f"at step {run.last_step:,} of {total:,}{stopped}" if total else f"at step {run.last_step:,}"
 
 
@@ -147,9 +162,11 @@ def evaluation_section(run: Run) -> str:
     e = run.evaluation
     rows = [[name, value] for name, value in e.get("metrics", {}).items()]
     protocol = html.escape(json.dumps(e.get("protocol", {}), indent=2))
-    return (f"<p>Step {e.get('step')}, weights {html.escape(str(e.get('weights', 'G')))}.</p>"
-            + table(rows, ["metric", "value"], "eval")
-            + f"<details><summary>protocol</summary><pre>{protocol}</pre></details>")
+    return (
+        f"<p>Step {e.get('step')}, weights {html.escape(str(e.get('weights', 'G')))}.</p>"
+        + table(rows, ["metric", "value"], "eval")
+        + f"<details><summary>protocol</summary><pre>{protocol}</pre></details>"
+    )
 
 
 def diagnostics_section(run: Run) -> str:
@@ -191,8 +208,10 @@ def write_gif(run: Run, max_width: int = 480) -> Path | None:
     if len(frames) < 2:
         return None
     out = run.path / "training.gif"
-    atomic_write(out, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                                                 duration=400, loop=0))
+    atomic_write(
+        out,
+        lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=400, loop=0),
+    )
     return out
 
 
@@ -225,7 +244,7 @@ def image_tag(path: Path, page: Path, alt: str, cls: str = "") -> str:
     except OSError:
         width = 0  # the browser will say it is missing
     shown = f' width="{min(width * max(1, min(3, 600 // max(width, 1))), 800)}"' if width else ""
-    return (f'<img class="{cls}" src="{html.escape(relative(path, page))}" alt="{html.escape(alt)}"{shown}>')
+    return f'<img class="{cls}" src="{html.escape(relative(path, page))}" alt="{html.escape(alt)}"{shown}>'
 
 
 def samples_section(run: Run, page: Path) -> str:
@@ -233,17 +252,21 @@ def samples_section(run: Run, page: Path) -> str:
         return "<p>No sample grid yet.</p>"
     frames = [{"step": step, "src": relative(path, page)} for step, path in run.samples]
     last = frames[-1]
-    return (f'<div class="slider"><input type="range" min="0" max="{len(frames) - 1}" value="{len(frames) - 1}" '
-            f'data-frames="{html.escape(json.dumps(frames))}" aria-label="training step">'
-            f' <span class="step">step {last["step"]:,}</span></div>'
-            + image_tag(run.samples[-1][1], page, f"samples at step {last['step']}", "frame"))
+    return (
+        f'<div class="slider"><input type="range" min="0" max="{len(frames) - 1}" value="{len(frames) - 1}" '
+        f'data-frames="{html.escape(json.dumps(frames))}" aria-label="training step">'
+        f' <span class="step">step {last["step"]:,}</span></div>'
+        + image_tag(run.samples[-1][1], page, f"samples at step {last['step']}", "frame")
+    )
 
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1400px; padding: 0 16px; color: #222; }
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 8px 0; } td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
-th { background: #f4f4f4; } .charts { display: flex; flex-wrap: wrap; gap: 8px; } .charts svg { max-width: 100%; height: auto; }
+table { border-collapse: collapse; margin: 8px 0; }
+td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
+th { background: #f4f4f4; } .charts { display: flex; flex-wrap: wrap; gap: 8px; }
+.charts svg { max-width: 100%; height: auto; }
 img { max-width: 100%; height: auto; image-rendering: pixelated; border: 1px solid #ddd; }
 .status { color: #555; } .runs { display: flex; flex-wrap: wrap; gap: 16px; } .runs figure { margin: 0; }
 pre { background: #f7f7f7; padding: 8px; overflow-x: auto; }
@@ -261,7 +284,10 @@ for (const box of document.querySelectorAll('.slider')) {
 window.addEventListener('load', () => {
   let missing = 0;
   for (const img of document.images) {
-    if (!img.complete || img.naturalWidth === 0) { missing += 1; console.error('missing image: ' + img.getAttribute('src')); }
+    if (!img.complete || img.naturalWidth === 0) {
+      missing += 1;
+      console.error('missing image: ' + img.getAttribute('src'));
+    }
   }
   document.body.dataset.imagesLoaded = String(document.images.length - missing);
   document.body.dataset.imagesMissing = String(missing);
@@ -270,30 +296,45 @@ window.addEventListener('load', () => {
 
 
 def page(title: str, body: str) -> str:
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,"><style>{STYLE}</style></head>'
-            f'<body>{body}<script>{SCRIPT}</script></body></html>\n')
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
+        f"<style>{STYLE}</style></head>"
+        f"<body>{body}<script>{SCRIPT}</script></body></html>\n"
+    )
 
 
 def single_report(run: Run, out: Path) -> str:
     gif, walk = write_gif(run), write_interpolation(run)
     toy = run.config.get("model") == "mlp"
-    parts = [f"<h1>gankit run {html.escape(run.name)}</h1>",
-             f'<p class="status">{html.escape(str(run.config.get("model")))}/{html.escape(str(run.config.get("loss")))} '
-             f'on {html.escape(str(run.config.get("data")))} — {html.escape(run_status(run))}</p>',
-             "<h2>Evaluation</h2>", evaluation_section(run),
-             "<h2>Diagnostics</h2>", diagnostics_section(run),
-             "<h2>Training curves</h2>", '<div class="charts">' + "".join(charts_for([run])) + "</div>",
-             "<h2>" + ("The Bayes view: σ(D) beside D* = p_data/(p_data+p_g), real (grey) and generated (green) points"
-                       if toy else "Samples from a fixed z over training") + "</h2>",
-             samples_section(run, out)]
+    parts = [
+        f"<h1>gankit run {html.escape(run.name)}</h1>",
+        f'<p class="status">{html.escape(str(run.config.get("model")))}/{html.escape(str(run.config.get("loss")))} '
+        f"on {html.escape(str(run.config.get('data')))} — {html.escape(run_status(run))}</p>",
+        "<h2>Evaluation</h2>",
+        evaluation_section(run),
+        "<h2>Diagnostics</h2>",
+        diagnostics_section(run),
+        "<h2>Training curves</h2>",
+        '<div class="charts">' + "".join(charts_for([run])) + "</div>",
+        "<h2>"
+        + (
+            "The Bayes view: σ(D) beside D* = p_data/(p_data+p_g), real (grey) and generated (green) points"
+            if toy
+            else "Samples from a fixed z over training"
+        )
+        + "</h2>",
+        samples_section(run, out),
+    ]
     if gif:
         parts += ["<h2>Animation</h2>", image_tag(gif, out, "training animation")]
     if walk:
-        parts += ["<h2>Latent walks (slerp between random z)</h2>",
-                  "<p>Smooth transitions between unrelated samples are the DCGAN paper's evidence that G has not "
-                  "memorised its training images.</p>",
-                  image_tag(walk, out, "latent walks")]
+        parts += [
+            "<h2>Latent walks (slerp between random z)</h2>",
+            "<p>Smooth transitions between unrelated samples are the DCGAN paper's evidence that G has not "
+            "memorised its training images.</p>",
+            image_tag(walk, out, "latent walks"),
+        ]
     config_rows = [[k, v] for k, v in run.config.items()]
     parts += ["<h2>Configuration</h2>", table(config_rows, ["setting", "value"], "config")]
     return page(f"gankit report: {run.name}", "".join(parts))
@@ -305,20 +346,40 @@ def comparison_report(runs: list[Run], out: Path) -> str:
     for run in runs:
         last = next((r for r in reversed(run.records) if "loss_d" in r), {})
         metrics = (run.evaluation or {}).get("metrics", {})
-        rows.append([run.name, run.config.get("loss"), run.last_step, last.get("loss_d", ""), last.get("loss_g", ""),
-                     len([d for d in run.diagnostics if d["status"] != "cleared"])]
-                    + [metrics.get(m, "") for m in metric_names])
+        rows.append(
+            [
+                run.name,
+                run.config.get("loss"),
+                run.last_step,
+                last.get("loss_d", ""),
+                last.get("loss_g", ""),
+                len([d for d in run.diagnostics if d["status"] != "cleared"]),
+            ]
+            + [metrics.get(m, "") for m in metric_names]
+        )
     header = ["run", "loss", "step", "last loss_d", "last loss_g", "diagnostics"] + metric_names
     figures = "".join(
-        f'<figure>{image_tag(run.samples[-1][1], out, run.name)}'
+        f"<figure>{image_tag(run.samples[-1][1], out, run.name)}"
         f"<figcaption>{html.escape(run.name)}, step {run.samples[-1][0]:,}</figcaption></figure>"
-        for run in runs if run.samples)
+        for run in runs
+        if run.samples
+    )
     diagnostics = "".join(f"<h3>{html.escape(run.name)}</h3>{diagnostics_section(run)}" for run in runs)
-    body = ("<h1>gankit: " + html.escape(", ".join(run.name for run in runs)) + "</h1>"
-            + "<h2>Summary</h2>" + table(rows, header, "summary")
-            + "<h2>Curves</h2>" + '<div class="charts">' + "".join(charts_for(runs)) + "</div>"
-            + "<h2>Last samples</h2>" + f'<div class="runs">{figures}</div>'
-            + "<h2>Diagnostics</h2>" + diagnostics)
+    body = (
+        "<h1>gankit: "
+        + html.escape(", ".join(run.name for run in runs))
+        + "</h1>"
+        + "<h2>Summary</h2>"
+        + table(rows, header, "summary")
+        + "<h2>Curves</h2>"
+        + '<div class="charts">'
+        + "".join(charts_for(runs))
+        + "</div>"
+        + "<h2>Last samples</h2>"
+        + f'<div class="runs">{figures}</div>'
+        + "<h2>Diagnostics</h2>"
+        + diagnostics
+    )
     return page("gankit comparison", body)
 
 

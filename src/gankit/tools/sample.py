@@ -13,8 +13,16 @@ from gankit.images import grid, save_png, scatter, to_uint8
 from gankit.runs import generate, labels_for, load_generator
 
 
-def sample_to_file(run_dir: str | Path, out: str | Path, n: int = 64, seed: int = 0, label: int | None = None,
-                   ema: bool = False, nrow: int | None = None, per_class: bool = False) -> Path:
+def sample_to_file(
+    run_dir: str | Path,
+    out: str | Path,
+    n: int = 64,
+    seed: int = 0,
+    label: int | None = None,
+    ema: bool = False,
+    nrow: int | None = None,
+    per_class: bool = False,
+) -> Path:
     """Write a PNG of n samples from a run's latest checkpoint: an image grid, or a scatter plot for 2-D runs.
 
     `per_class` (conditional runs): one row of n samples per class.
@@ -43,8 +51,15 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
-def latent_walk(G: torch.nn.Module, spec, rows: int = 8, steps: int = 10, seed: int = 0, spherical: bool = False,
-                label: int | None = None) -> torch.Tensor:
+def latent_walk(
+    G: torch.nn.Module,
+    spec,
+    rows: int = 8,
+    steps: int = 10,
+    seed: int = 0,
+    spherical: bool = False,
+    label: int | None = None,
+) -> torch.Tensor:
     """rows × steps samples: each row walks from one random z to another (linearly, or by slerp); conditional
     runs keep one label per row (cycling through the classes, or `label`)."""
     if rows < 1 or steps < 2:
@@ -57,4 +72,6 @@ def latent_walk(G: torch.nn.Module, spec, rows: int = 8, steps: int = 10, seed: 
     labels = labels.repeat_interleave(steps) if labels is not None else None
     device = next(G.parameters()).device
     with torch.no_grad():
-        return G(z.reshape(rows * steps, -1).to(device), labels.to(device) if labels is not None else None).float().cpu()
+        return (
+            G(z.reshape(rows * steps, -1).to(device), labels.to(device) if labels is not None else None).float().cpu()
+        )

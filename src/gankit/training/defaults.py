@@ -33,10 +33,12 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         raise ConfigError(f"--conditional needs class labels, and {cfg.data} has none")
     dcgan = model == "dcgan"
     # Labels, where the data has them, lowered Fashion-MNIST's Inception FID after 10 CPU-minutes from 38.5 to 28.4
-    # (docs/performance.md); a conditional G still draws the data's distribution when its labels are drawn like the data's.
+    # (docs/experiments.md); a conditional G still draws the data's distribution when its labels follow the data's.
     conditional = cfg.conditional if cfg.conditional is not None else (not toy and bool(shape["num_classes"]))
     if cfg.class_batchnorm and not (dcgan and conditional and cfg.batchnorm_g is not False):
-        raise ConfigError("--class-batchnorm is for a conditional dcgan (images with class labels) with batch norm in G")
+        raise ConfigError(
+            "--class-batchnorm is for a conditional dcgan (images with class labels) with batch norm in G"
+        )
     if toy and parse_policy(cfg.augment):
         raise ConfigError("--augment transforms images; 2-D toy data has none")
     loss = LOSSES[cfg.loss]
@@ -60,7 +62,9 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         width_d=cfg.width_d or width_d,
         batchnorm_g=cfg.batchnorm_g if cfg.batchnorm_g is not None else dcgan,
         # A per-sample gradient penalty is wrong under batch norm (Gulrajani et al.), and SN replaces it.
-        batchnorm_d=cfg.batchnorm_d if cfg.batchnorm_d is not None else (dcgan and not cfg.spectral_norm and not gp_loss),
+        batchnorm_d=cfg.batchnorm_d
+        if cfg.batchnorm_d is not None
+        else (dcgan and not cfg.spectral_norm and not gp_loss),
         gp_weight=cfg.gp_weight if cfg.gp_weight is not None else loss.gradient_penalty,
         weight_clip=cfg.weight_clip if cfg.weight_clip is not None else loss.weight_clip,
         beta1=cfg.beta1 if cfg.beta1 is not None else (0.0 if gp_loss else 0.5),
@@ -116,12 +120,21 @@ def fast_bf16(device: torch.device) -> bool:
 
 def net_spec(cfg: TrainConfig, shape: dict) -> NetSpec:
     return NetSpec(
-        channels=shape["channels"], resolution=cfg.resolution,
+        channels=shape["channels"],
+        resolution=cfg.resolution,
         num_classes=shape["num_classes"] if cfg.conditional else 0,
-        latent_dim=cfg.latent_dim, width_g=cfg.width_g, width_d=cfg.width_d, depth=cfg.depth,
-        batchnorm_g=cfg.batchnorm_g, batchnorm_d=cfg.batchnorm_d, spectral_norm_d=cfg.spectral_norm,
-        dropout_d=cfg.dropout, minibatch_std_d=cfg.minibatch_std, conditioning_d=cfg.conditioning,
-        class_batchnorm_g=cfg.class_batchnorm)
+        latent_dim=cfg.latent_dim,
+        width_g=cfg.width_g,
+        width_d=cfg.width_d,
+        depth=cfg.depth,
+        batchnorm_g=cfg.batchnorm_g,
+        batchnorm_d=cfg.batchnorm_d,
+        spectral_norm_d=cfg.spectral_norm,
+        dropout_d=cfg.dropout,
+        minibatch_std_d=cfg.minibatch_std,
+        conditioning_d=cfg.conditioning,
+        class_batchnorm_g=cfg.class_batchnorm,
+    )
 
 
 def make_optimizer(cfg: TrainConfig, params, lr: float) -> torch.optim.Optimizer:

@@ -30,16 +30,16 @@ COLLAPSE_PATIENCE = 20  # log intervals a G may stay below collapse_ratio before
 
 REMEDIES = {
     "saturation": "D is winning outright and G's gradient vanishes. Try the non-saturating loss (--loss ns) or a "
-                  "Wasserstein loss (--loss wgan-gp), a lower D learning rate (--lr-d), one-sided label smoothing "
-                  "(--label-smoothing 0.1), or spectral norm in D (--spectral-norm).",
+    "Wasserstein loss (--loss wgan-gp), a lower D learning rate (--lr-d), one-sided label smoothing "
+    "(--label-smoothing 0.1), or spectral norm in D (--spectral-norm).",
     "collapse": "G's samples are losing diversity (mode collapse). Try feature matching (--loss feature-matching), "
-                "letting D see each batch's spread (--minibatch-std), WGAN-GP (--loss wgan-gp), a lower G learning "
-                "rate (--lr-g), or dropout in D (--dropout 0.3).",
+    "letting D see each batch's spread (--minibatch-std), WGAN-GP (--loss wgan-gp), a lower G learning "
+    "rate (--lr-g), or dropout in D (--dropout 0.3).",
     "instability": "The losses are oscillating or exploding. Try lower learning rates, TTUR (--lr-d above --lr-g), "
-                   "spectral norm in D (--spectral-norm), more D steps for Wasserstein losses (--n-critic 5), or "
-                   "continue from the last good checkpoint with a lower rate.",
+    "spectral norm in D (--spectral-norm), more D steps for Wasserstein losses (--n-critic 5), or "
+    "continue from the last good checkpoint with a lower rate.",
     "non_finite": "Training produced NaN or Inf. Continue from the last good checkpoint with a lower learning rate, "
-                  "the ns or wgan-gp loss, or spectral norm in D.",
+    "the ns or wgan-gp loss, or spectral norm in D.",
 }
 
 
@@ -52,8 +52,14 @@ class Finding:
     message: str
 
     def record(self) -> dict:
-        return {"step": self.step, "kind": self.kind, "status": self.status, "evidence": self.evidence,
-                "message": self.message, "remedy": REMEDIES[self.kind] if self.status != "cleared" else ""}
+        return {
+            "step": self.step,
+            "kind": self.kind,
+            "status": self.status,
+            "evidence": self.evidence,
+            "message": self.message,
+            "remedy": REMEDIES[self.kind] if self.status != "cleared" else "",
+        }
 
 
 def mean_pairwise_distance(x: torch.Tensor) -> float:
@@ -68,8 +74,14 @@ def mean_pairwise_distance(x: torch.Tensor) -> float:
 class Watcher:
     """The state of one run's diagnostics: early levels, active conditions, best toy coverage."""
 
-    def __init__(self, saturation_d_fake: float = 0.05, collapse_ratio: float = 0.4, divergence_factor: float = 20.0,
-                 real_diversity: float | None = None, saturating_loss: bool = False):
+    def __init__(
+        self,
+        saturation_d_fake: float = 0.05,
+        collapse_ratio: float = 0.4,
+        divergence_factor: float = 20.0,
+        real_diversity: float | None = None,
+        saturating_loss: bool = False,
+    ):
         self.saturation_d_fake, self.collapse_ratio = saturation_d_fake, collapse_ratio
         self.saturating_loss = saturating_loss  # the minimax loss: G's gradient scales with D(G(z))
         self.divergence_factor = divergence_factor
@@ -83,9 +95,15 @@ class Watcher:
 
     def state_dict(self) -> dict:
         """What a resumed run needs to judge as the uninterrupted one would (saved in checkpoints)."""
-        return {"intervals": self.intervals, "early": self.early, "active": sorted(self.active), "streak": self.streak,
-                "best_modes": self.best_modes, "best_diversity": self.best_diversity,
-                "low_diversity_intervals": self.low_diversity_intervals}
+        return {
+            "intervals": self.intervals,
+            "early": self.early,
+            "active": sorted(self.active),
+            "streak": self.streak,
+            "best_modes": self.best_modes,
+            "best_diversity": self.best_diversity,
+            "low_diversity_intervals": self.low_diversity_intervals,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.intervals, self.early = state["intervals"], state["early"]
@@ -96,8 +114,9 @@ class Watcher:
         values = sorted(abs(v) for v in self.early[name])
         return values[len(values) // 2] if values else math.nan
 
-    def check(self, step: int, values: dict[str, float], fake: torch.Tensor | None = None,
-              modes_covered: int | None = None) -> list[Finding]:
+    def check(
+        self, step: int, values: dict[str, float], fake: torch.Tensor | None = None, modes_covered: int | None = None
+    ) -> list[Finding]:
         """Findings (starts and clears) of one log interval's mean values, a batch of samples from a fixed z, and,
         on toy data, the modes those samples cover."""
         self.intervals += 1
@@ -115,11 +134,18 @@ class Watcher:
         d_fake = values.get("d_fake", 1.0)
         vanishing = self.saturating_loss or grad_ratio < SATURATION_GRAD_DROP
         saturated = d_fake < self.saturation_d_fake and vanishing
-        conditions["saturation"] = {"d_fake": d_fake, "d_real": values.get("d_real"),
-                                    "grad_norm_g": values.get("grad_norm_g"), "grad_norm_g_early": grad_level,
-                                    "grad_ratio": grad_ratio,
-                                    "minimax_slope_ratio": d_fake / (1 - d_fake) if self.saturating_loss else None,
-                                    } if saturated else None
+        conditions["saturation"] = (
+            {
+                "d_fake": d_fake,
+                "d_real": values.get("d_real"),
+                "grad_norm_g": values.get("grad_norm_g"),
+                "grad_norm_g_early": grad_level,
+                "grad_ratio": grad_ratio,
+                "minimax_slope_ratio": d_fake / (1 - d_fake) if self.saturating_loss else None,
+            }
+            if saturated
+            else None
+        )
 
         collapse = {}
         if fake is not None and fake.shape[0] >= 2 and self.real_diversity:
@@ -164,16 +190,19 @@ class Watcher:
 
 
 def non_finite_finding(step: int, names: list[str]) -> Finding:
-    return Finding(step, "non_finite", "stopped", {"non_finite": names},
-                   f"non-finite {', '.join(names)}: training stopped")
+    return Finding(
+        step, "non_finite", "stopped", {"non_finite": names}, f"non-finite {', '.join(names)}: training stopped"
+    )
 
 
 def _describe(kind: str, e: dict) -> str:
     if kind == "saturation":
         head = f"discriminator saturation: D(G(z)) = {e['d_fake']:.3f}, D(x) = {e['d_real']:.3f}, "
         if e.get("minimax_slope_ratio") is not None:
-            return head + (f"the minimax loss gives G {100 * e['minimax_slope_ratio']:.2g}% of the non-saturating "
-                           f"loss's gradient through D's output")
+            return head + (
+                f"the minimax loss gives G {100 * e['minimax_slope_ratio']:.2g}% of the non-saturating "
+                f"loss's gradient through D's output"
+            )
         return head + f"G's gradient norm {e['grad_norm_g']:.3g} is {100 * e['grad_ratio']:.1f}% of its early level"
     if kind == "collapse":
         parts = []

@@ -18,8 +18,17 @@ def _same(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def d_step(D: nn.Module, opt_d: torch.optim.Optimizer, game: Game, precision: Precision, x: torch.Tensor,
-           y: torch.Tensor | None, fake: torch.Tensor, alpha: torch.Tensor | None = None, augment=_same) -> dict:
+def d_step(
+    D: nn.Module,
+    opt_d: torch.optim.Optimizer,
+    game: Game,
+    precision: Precision,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    fake: torch.Tensor,
+    alpha: torch.Tensor | None = None,
+    augment=_same,
+) -> dict:
     """Update D: maximise log D(x) + log(1 - D(G(z))) (or the game's critic objective) for one batch.
 
     `fake`: G's images, made without gradients. In a torchrun job D is the DistributedDataParallel wrapper (its
@@ -45,13 +54,26 @@ def d_step(D: nn.Module, opt_d: torch.optim.Optimizer, game: Game, precision: Pr
         with torch.no_grad():
             for p in D.parameters():
                 p.clamp_(-game.weight_clip, game.weight_clip)
-    stats.update(d_real=torch.sigmoid(real_logits).mean().detach(), d_fake=torch.sigmoid(fake_logits).mean().detach(),
-                 logit_real=real_logits.mean().detach(), logit_fake=fake_logits.mean().detach())
+    stats.update(
+        d_real=torch.sigmoid(real_logits).mean().detach(),
+        d_fake=torch.sigmoid(fake_logits).mean().detach(),
+        logit_real=real_logits.mean().detach(),
+        logit_fake=fake_logits.mean().detach(),
+    )
     return stats
 
 
-def g_step(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, game: Game, precision: Precision,
-           x: torch.Tensor, y: torch.Tensor | None, fake: torch.Tensor, augment=_same) -> dict:
+def g_step(
+    G: nn.Module,
+    D: nn.Module,
+    opt_g: torch.optim.Optimizer,
+    game: Game,
+    precision: Precision,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    fake: torch.Tensor,
+    augment=_same,
+) -> dict:
     """Update G against the current D (the game's G objective, e.g. maximise log D(G(z)) for ns).
 
     `fake`: G(z, y) with its graph, from noise D has not been trained on. In a torchrun job G is the

@@ -68,7 +68,9 @@ def train_loop(session, stop: StopRequested, after_step=None) -> str:
     precision, game = state.precision, state.game
     stats = Stats()
     tick_start, tick_images, flushed_at = time.perf_counter(), 0, session.step
-    time_used = 0.0  # fraction of --max-minutes spent; in a torchrun job the ranks' mean, agreed every AGREE_EVERY steps
+    time_used = (
+        0.0  # fraction of --max-minutes spent; in a torchrun job the ranks' mean, agreed every AGREE_EVERY steps
+    )
     first_step = session.step
     while session.step < cfg.steps:
         if cfg.lr_decay == "linear":
@@ -88,8 +90,9 @@ def train_loop(session, stop: StopRequested, after_step=None) -> str:
         stopping = stop.requested
         out_of_time = cfg.max_minutes is not None and session.elapsed() >= 60 * cfg.max_minutes
         if dist.active:  # every rank must leave the loop at the same step, or the others wait for it forever
-            stopping, out_of_time = any_rank([stopping, out_of_time], dist, precision.device) \
-                if step % AGREE_EVERY == 0 else (False, False)
+            stopping, out_of_time = (
+                any_rank([stopping, out_of_time], dist, precision.device) if step % AGREE_EVERY == 0 else (False, False)
+            )
         last = step == cfg.steps or out_of_time
         if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or last:
             values = stats.flush(reduce=lambda t: mean(t, dist))
@@ -99,7 +102,8 @@ def train_loop(session, stop: StopRequested, after_step=None) -> str:
                 raise NonFiniteLoss(
                     f"non-finite {', '.join(bad)} between steps {flushed_at} and {step}; "
                     f"{session.last_checkpoint_note()}. Try a lower learning rate, the ns or wgan-gp loss, "
-                    f"or spectral norm in D.")
+                    f"or spectral norm in D."
+                )
             session.log(values, images_per_s=tick_images / max(time.perf_counter() - tick_start, 1e-9))
             tick_images, flushed_at = 0, step
         if step % cfg.sample_every == 0 or last:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 # --- D objectives ---------------------------------------------------------------------------------------------------
 
+
 def d_logistic(*, real_logits, fake_logits, real_target: float = 1.0):
     """Maximise log D(x) + log(1 - D(G(z))); real_target < 1 is one-sided label smoothing (Salimans et al. 2016)."""
     real = real_target * F.softplus(-real_logits) + (1 - real_target) * F.softplus(real_logits)
@@ -37,6 +38,7 @@ def d_least_squares(*, real_logits, fake_logits, real_target: float = 1.0):
 
 
 # --- G objectives ---------------------------------------------------------------------------------------------------
+
 
 def g_minimax(*, fake_logits, **_):
     """The original saturating game: minimise E[log(1 - D(G(z)))]; its gradient vanishes as D(G(z)) → 0."""
@@ -65,8 +67,13 @@ def g_feature_matching(*, real_features, fake_features, **_):
 
 # --- Penalties ------------------------------------------------------------------------------------------------------
 
-def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
-                     alpha: torch.Tensor | None = None) -> torch.Tensor:
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    alpha: torch.Tensor | None = None,
+) -> torch.Tensor:
     """WGAN-GP (Gulrajani et al. 2017): E[(‖∇D(x̂)‖₂ - 1)²] at x̂ = α·real + (1 − α)·fake, α ~ U(0, 1) per pair
     (drawn here unless given as an (N,) tensor).
 
@@ -81,6 +88,7 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
 
 
 # --- The registry ---------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class GANLoss:

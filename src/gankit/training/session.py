@@ -65,8 +65,14 @@ class Session:
     train: the same modules, inside DistributedDataParallel in a torchrun job.
     """
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
-                 dist: Dist = Dist(), device: torch.device | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        resume: bool = False,
+        show_progress: bool = True,
+        dist: Dist = Dist(),
+        device: torch.device | None = None,
+    ):
         data, shape, description = load_data(cfg)
         self.cfg = cfg = resolve(cfg, shape)
         self.dist, self.main = dist, dist.main
@@ -75,8 +81,9 @@ class Session:
             raise ConfigError(f"--out {self.run_dir} is a file, not a folder; choose another --out")
         existing = runs.list_checkpoints(self.run_dir)
         if existing and not resume:
-            raise ConfigError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
-                              f"or choose another --out")
+            raise ConfigError(
+                f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} or choose another --out"
+            )
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         device = device or device_for(cfg.device)
@@ -91,8 +98,14 @@ class Session:
         G, D = build(cfg.model, self.spec)
         memory_format = torch.channels_last if precision.channels_last else torch.preserve_format
         G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
-        game = Game(LOSSES[cfg.loss], 1.0 - cfg.label_smoothing, cfg.gp_weight, cfg.weight_clip, cfg.n_critic,
-                    parse_policy(cfg.augment))
+        game = Game(
+            LOSSES[cfg.loss],
+            1.0 - cfg.label_smoothing,
+            cfg.gp_weight,
+            cfg.weight_clip,
+            cfg.n_critic,
+            parse_policy(cfg.augment),
+        )
         try:
             if shape["resolution"] == 0:
                 self.toy = data
@@ -108,10 +121,21 @@ class Session:
         except ValueError as e:
             raise ConfigError(str(e)) from None
         self.state = TrainState(
-            G=G, D=D, G_ema=copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema else None,
-            opt_g=make_optimizer(cfg, G.parameters(), cfg.lr_g), opt_d=make_optimizer(cfg, D.parameters(), cfg.lr_d),
-            game=game, precision=precision, batches=batches, latent_dim=cfg.latent_dim, batch_size=cfg.batch_size,
-            seed=cfg.seed, ema=cfg.ema, rank=dist.rank, world_size=dist.world_size)
+            G=G,
+            D=D,
+            G_ema=copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema else None,
+            opt_g=make_optimizer(cfg, G.parameters(), cfg.lr_g),
+            opt_d=make_optimizer(cfg, D.parameters(), cfg.lr_d),
+            game=game,
+            precision=precision,
+            batches=batches,
+            latent_dim=cfg.latent_dim,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            ema=cfg.ema,
+            rank=dist.rank,
+            world_size=dist.world_size,
+        )
         n_fixed = TOY_POINTS if self.toy is not None else cfg.grid_size
         self.fixed_z, self.fixed_y = fixed_noise(cfg.seed, n_fixed, cfg.latent_dim, self.spec.num_classes)
 
@@ -125,9 +149,15 @@ class Session:
             self._restore()
         self.state.G_train, self.state.D_train = self._distributed(G), self._distributed(D)
         self.started = time.perf_counter()
-        self.progress = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True,
-                             mininterval=0.2 if sys.stderr.isatty() else 30.0,  # logs, not a terminal: few lines
-                             disable=not (show_progress and self.main), file=sys.stderr)
+        self.progress = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=0.2 if sys.stderr.isatty() else 30.0,  # logs, not a terminal: few lines
+            disable=not (show_progress and self.main),
+            file=sys.stderr,
+        )
         self.tb = None
         if self.main:
             try:
@@ -136,8 +166,10 @@ class Session:
                 raise ConfigError(f"cannot create the run folder {self.run_dir}: {e.strerror}") from None
             config_mod.save(cfg, self.run_dir / "config.json")
             where = f"{dist.world_size} processes" if dist.active else device.type
-            self.say(f"training {cfg.model}/{cfg.loss} (G {cfg.width_g} / D {cfg.width_d} wide) on {description}, "
-                     f"{cfg.precision} on {where}, step {self.step} → {cfg.steps}, run folder {self.run_dir}")
+            self.say(
+                f"training {cfg.model}/{cfg.loss} (G {cfg.width_g} / D {cfg.width_d} wide) on {description}, "
+                f"{cfg.precision} on {where}, step {self.step} → {cfg.steps}, run folder {self.run_dir}"
+            )
             if cfg.precision == "bf16" and device.type == "cpu" and not host.current().fast_bf16:
                 self.say(f"note: {host.current().bf16_note()} (--precision auto picks fp32 here)")
 
@@ -167,9 +199,13 @@ class Session:
         if not self.main:
             return
         cfg = self.cfg
-        record = {"step": self.step, "images": self.step * cfg.batch_size * cfg.n_critic,
-                  "time": round(self.elapsed(), 3), "img_per_s": round(images_per_s, 1),
-                  **{k: round(v, 6) for k, v in values.items()}}
+        record = {
+            "step": self.step,
+            "images": self.step * cfg.batch_size * cfg.n_critic,
+            "time": round(self.elapsed(), 3),
+            "img_per_s": round(images_per_s, 1),
+            **{k: round(v, 6) for k, v in values.items()},
+        }
         append_jsonl(self.run_dir / "metrics.jsonl", record)
         writer = self._writer()
         for name, value in values.items():
@@ -178,7 +214,9 @@ class Session:
         self.diagnose(values)
         self.progress.set_postfix_str(
             f"D {values['loss_d']:.3f} G {values['loss_g']:.3f} D(x) {values['d_real']:.2f} "
-            f"D(G(z)) {values['d_fake']:.2f} {images_per_s:.0f} img/s", refresh=False)
+            f"D(G(z)) {values['d_fake']:.2f} {images_per_s:.0f} img/s",
+            refresh=False,
+        )
 
     def _watcher(self) -> Watcher:
         cfg = self.cfg
@@ -186,9 +224,18 @@ class Session:
             real = self.toy.sample(TOY_POINTS, generator=seeded(cfg.seed, Stream.DIAGNOSTIC_REAL))
         else:
             x = self.state.batches.x
-            real = x[torch.randperm(x.shape[0], generator=seeded(cfg.seed, Stream.DIAGNOSTIC_REAL))[:DIAGNOSTIC_SAMPLES].to(x.device)]
-        return Watcher(cfg.saturation_d_fake, cfg.collapse_ratio, cfg.divergence_factor,
-                       real_diversity=mean_pairwise_distance(real), saturating_loss=cfg.loss == "minimax")
+            real = x[
+                torch.randperm(x.shape[0], generator=seeded(cfg.seed, Stream.DIAGNOSTIC_REAL))[:DIAGNOSTIC_SAMPLES].to(
+                    x.device
+                )
+            ]
+        return Watcher(
+            cfg.saturation_d_fake,
+            cfg.collapse_ratio,
+            cfg.divergence_factor,
+            real_diversity=mean_pairwise_distance(real),
+            saturating_loss=cfg.loss == "minimax",
+        )
 
     @torch.no_grad()
     def diagnose(self, values: dict[str, float]) -> None:
@@ -258,10 +305,17 @@ class Session:
             snap = bayes_snapshot(self.toy, fit, fake, real, lambda x: D(x.to(device)).float().cpu(), extent)
         points = {"data": (real, (60, 60, 60)), "G(z)": (fake, (0, 150, 60))}
         m = snap["metrics"]
-        image = side_by_side([
-            probability_panel(snap["d_field"], points, extent, f"sigma(D(x)), step {self.step}"),
-            probability_panel(snap["d_star"], points, extent,
-                              f"D*(x) = p_data/(p_data+p_g); JSD {m['jsd']:.3f}, modes {m['modes_covered']}/{m['modes_total']}")])
+        image = side_by_side(
+            [
+                probability_panel(snap["d_field"], points, extent, f"sigma(D(x)), step {self.step}"),
+                probability_panel(
+                    snap["d_star"],
+                    points,
+                    extent,
+                    f"D*(x) = p_data/(p_data+p_g); JSD {m['jsd']:.3f}, modes {m['modes_covered']}/{m['modes_total']}",
+                ),
+            ]
+        )
         record = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in m.items()}
         append_jsonl(self.run_dir / "metrics.jsonl", {"step": self.step, "time": round(self.elapsed(), 3), **record})
         for name in ("modes_covered", "high_quality_pct", "jsd", "d_gap"):
@@ -283,8 +337,13 @@ class Session:
             modules = {"G": self.state.G, "D": self.state.D}
             if self.state.G_ema is not None:
                 modules["G_ema"] = self.state.G_ema
-            state = {"step": self.step, "opt_g": self.state.opt_g.state_dict(), "opt_d": self.state.opt_d.state_dict(),
-                     "rng_cpu": torch.get_rng_state(), "elapsed": self.elapsed()}
+            state = {
+                "step": self.step,
+                "opt_g": self.state.opt_g.state_dict(),
+                "opt_d": self.state.opt_d.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "elapsed": self.elapsed(),
+            }
             if self.state.precision.device.type == "cuda":
                 state["rng_cuda"] = torch.cuda.get_rng_state(self.state.precision.device)
             if self.state.precision.scaler_d.is_enabled():
@@ -292,7 +351,11 @@ class Session:
                 state["scaler_g"] = self.state.precision.scaler_g.state_dict()
             if self.watcher is not None:
                 state["diagnostics"] = self.watcher.state_dict()
-            meta = {"model": self.cfg.model, "spec": dataclasses.asdict(self.spec), "has_ema": self.state.G_ema is not None}
+            meta = {
+                "model": self.cfg.model,
+                "spec": dataclasses.asdict(self.spec),
+                "has_ema": self.state.G_ema is not None,
+            }
             runs.save(self.run_dir, self.step, modules, meta, state, self.cfg.keep_checkpoints)
         self.saved_step = self.step
 
@@ -335,8 +398,9 @@ class Session:
             self.tb.close()
 
 
-def train(cfg: TrainConfig | None = None, resume: bool | str | Path = False, show_progress: bool = True,
-          **overrides) -> Path:
+def train(
+    cfg: TrainConfig | None = None, resume: bool | str | Path = False, show_progress: bool = True, **overrides
+) -> Path:
     """Train a GAN as `cfg` (plus keyword overrides) says; returns the run folder.
 
     `resume=RUN` (or `resume=True` with `out=RUN`) continues that run from its newest readable checkpoint with its
@@ -348,8 +412,10 @@ def train(cfg: TrainConfig | None = None, resume: bool | str | Path = False, sho
     """
     if resume:
         if cfg is not None:
-            raise ConfigError("a resumed run keeps its own config: pass the settings to change (steps=…, "
-                              "max_minutes=…), not a TrainConfig")
+            raise ConfigError(
+                "a resumed run keeps its own config: pass the settings to change (steps=…, "
+                "max_minutes=…), not a TrainConfig"
+            )
         run_dir = overrides.get("out") if resume is True else resume
         if run_dir is None:
             raise ConfigError("resume=True needs out=RUN, the run folder to continue (or resume=RUN)")
@@ -359,8 +425,7 @@ def train(cfg: TrainConfig | None = None, resume: bool | str | Path = False, sho
     dist, device = distributed.start(device_for(cfg.device))
     session, together = None, False
     try:
-        session = Session(cfg, resume=bool(resume), show_progress=show_progress, dist=dist,
-                          device=device)
+        session = Session(cfg, resume=bool(resume), show_progress=show_progress, dist=dist, device=device)
         stop = StopRequested()
         with stop.installed():
             reason = train_loop(session, stop)
@@ -368,13 +433,16 @@ def train(cfg: TrainConfig | None = None, resume: bool | str | Path = False, sho
                 session.save_checkpoint()
             together = True  # every rank got here: they leave together (see distributed.stop)
             if reason == "interrupted":
-                raise Interrupted(f"interrupted at step {session.step}; checkpoint saved in "
-                                  f"{session.run_dir}/checkpoints. Continue with: gankit train --resume {session.run_dir}")
+                raise Interrupted(
+                    f"interrupted at step {session.step}; checkpoint saved in "
+                    f"{session.run_dir}/checkpoints. Continue with: gankit train --resume {session.run_dir}"
+                )
     except Exception as e:
         if dist.active and distributed.is_failure(e):
             where = f"at step {session.step}; {session.last_checkpoint_note()}" if session else "while starting"
-            raise DistributedFailure(f"another process of this torchrun job failed or left {where} "
-                                     f"({distributed.failure_summary(e)})") from None
+            raise DistributedFailure(
+                f"another process of this torchrun job failed or left {where} ({distributed.failure_summary(e)})"
+            ) from None
         raise
     finally:
         if session is not None:

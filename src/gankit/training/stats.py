@@ -34,4 +34,3 @@ class Stats:
 
 def non_finite(values: dict[str, float]) -> list[str]:
     return [name for name, v in values.items() if not math.isfinite(v)]
-
