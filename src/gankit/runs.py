@@ -15,6 +15,7 @@ import json
 import pickle
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from gankit.config import load_file as load_config_file
 from gankit.data.streams import Stream, seeded
 from gankit.errors import CheckpointError, ConfigError
 from gankit.files import atomic_write
+from gankit.images import grid, save_png, scatter, to_uint8
 from gankit.models import NetSpec, build
 
 _NAME = re.compile(r"^step_(\d{7,})\.safetensors$")
@@ -34,6 +36,8 @@ _NAME = re.compile(r"^step_(\d{7,})\.safetensors$")
 def run_config(run_dir: str | Path) -> dict:
     """A run folder's config.json as key/value pairs."""
     path = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"run folder {run_dir} does not exist")
     if not path.exists():
         raise ConfigError(f"{run_dir} is not a run folder (no config.json)")
     return load_config_file(path)
@@ -218,3 +222,50 @@ def labels_for(num_classes: int, n: int, label: int | None) -> torch.Tensor | No
     if not 0 <= label < num_classes:
         raise ConfigError(f"--label must be in 0..{num_classes - 1}, got {label}")
     return torch.full((n,), label, dtype=torch.long)
+
+
+@dataclass
+class Run:
+    """A trained run, loaded for use: `G` and `D` in eval mode, what they were built from, and the run's config."""
+
+    path: Path
+    G: torch.nn.Module
+    D: torch.nn.Module
+    spec: NetSpec
+    step: int
+    config: dict
+    ema: bool  # G holds the exponential moving average of the generator's weights
+
+    def generate(self, n: int, labels: torch.Tensor | int | None = None, seed: int = 0) -> torch.Tensor:
+        """n samples (float, CPU): images (N, C, H, W) in [-1, 1], or (N, 2) points for a 2-D run. A conditional G
+        draws `labels` ((N,) class indices, or one class for all), cycling through the classes when None."""
+        if isinstance(labels, int) or labels is None:
+            labels = labels_for(self.spec.num_classes, n, labels)
+        elif labels.shape != (n,):
+            raise ConfigError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+        return generate(self.G, self.spec.latent_dim, n, seed, labels)
+
+    def save_samples(
+        self, out: str | Path, n: int = 64, seed: int = 0, label: int | None = None, nrow: int | None = None
+    ) -> Path:
+        """A PNG of n samples: an image grid (one column per class for a conditional G drawing every class), or a
+        scatter plot for a 2-D run."""
+        if n < 1:
+            raise ConfigError(f"n must be at least 1, got {n}")
+        samples = self.generate(n, label, seed)
+        if self.spec.num_classes and label is None and nrow is None:
+            nrow = self.spec.num_classes  # labels cycle through the classes: one column per class
+        if self.spec.resolution == 0:
+            image = scatter({"G(z)": (samples, (214, 39, 40))})
+        else:
+            image = grid(to_uint8(samples), nrow)
+        save_png(image, out)
+        return Path(out)
+
+
+def load(run_dir: str | Path, ema: bool | None = None, device: str = "cpu") -> Run:
+    """The run in `run_dir` from its newest readable checkpoint; `ema` None = the EMA weights where the run has them."""
+    config = run_config(run_dir)
+    ema = has_ema(config) if ema is None else ema
+    G, D, spec, step = load_networks(run_dir, ema=ema, device=device)
+    return Run(Path(run_dir), G, D, spec, step, config, ema)

@@ -278,6 +278,43 @@ def real_vs_real(
     return {"real_vs_real": data, "metrics": values, "protocol": proto}
 
 
+def evaluate_images(
+    images: torch.Tensor,
+    data: str,
+    split: str,
+    extractor_factory,
+    metrics: list[str] | None = None,
+    data_dir: str | None = None,
+    seed: int = 0,
+) -> dict:
+    """Metrics of any images — uint8 (N, C, H, W), or floats in [-1, 1] — against as many images of a dataset's split
+    (a folder or .npz: all of it, and the protocol says so): FID of your own samples, on gankit's protocol."""
+    if images.dtype != torch.uint8:
+        if not images.is_floating_point() or images.ndim != 4 or not torch.isfinite(images).all():
+            raise ConfigError("images must be uint8 (N, C, H, W), or finite floats in [-1, 1]")
+        images = to_uint8(images)
+    if images.ndim != 4 or images.shape[1] not in (1, 3) or images.shape[0] < 10:
+        raise ConfigError(f"images must be (N, C, H, W) with C 1 or 3 and N ≥ 10, got {tuple(images.shape)}")
+    metrics = metrics or list(INCEPTION_METRICS)
+    unknown = [m for m in metrics if m not in INCEPTION_METRICS + DOMAIN_METRICS]
+    if unknown:
+        raise ConfigError(
+            f"metric(s) {', '.join(unknown)} need a run; for images choose from fid, kid, pr, coverage, dfid"
+        )
+    n = images.shape[0]
+    values, proto = {}, {"n_fake": n, "seed": seed}
+    inception_names = [m for m in metrics if m in INCEPTION_METRICS]
+    if inception_names:
+        extractor = extractor_factory()
+        real, reference = reference_features(data, split, n, extractor, data_dir, seed)
+        values.update(image_metrics(real, extractor(images), inception_names, seed))
+        proto = protocol(extractor, n, reference, seed)
+    if any(m in DOMAIN_METRICS for m in metrics):
+        domain, proto["domain"] = domain_metrics(data, images, metrics, n, split, data_dir, seed=seed)
+        values.update(domain)
+    return {"images": n, "metrics": values, "protocol": proto}
+
+
 class TrainingEvaluator:
     """Domain FID and class coverage (and Inception FID when asked) of a fixed set of z, every eval_every steps.
 

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from gankit.data.streams import Stream, seeded
 from gankit.errors import ConfigError
-from gankit.images import grid, save_png, scatter, to_uint8
-from gankit.runs import generate, labels_for, load_generator
+from gankit.images import grid, save_png, to_uint8
+from gankit.runs import labels_for, load
 
 
 def sample_to_file(
@@ -27,19 +27,15 @@ def sample_to_file(
 
     `per_class` (conditional runs): one row of n samples per class.
     """
+    run = load(run_dir, ema=ema)
+    if not per_class:
+        return run.save_samples(out, n, seed, label, nrow)
+    if not run.spec.num_classes or label is not None:
+        raise ConfigError("--per-class needs a conditional run and no --label")
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
-    G, spec, _ = load_generator(run_dir, ema=ema)
-    labels = labels_for(spec.num_classes, n, label)
-    if per_class:
-        if not spec.num_classes or label is not None:
-            raise ConfigError("--per-class needs a conditional run and no --label")
-        labels, nrow, n = torch.arange(spec.num_classes).repeat_interleave(n), n, n * spec.num_classes
-    samples = generate(G, spec.latent_dim, n, seed, labels)
-    if spec.num_classes and label is None and nrow is None:
-        nrow = spec.num_classes  # labels cycle through the classes: one column per class
-    image = scatter({"G(z)": (samples, (214, 39, 40))}) if spec.resolution == 0 else grid(to_uint8(samples), nrow)
-    save_png(image, out)
+    labels = torch.arange(run.spec.num_classes).repeat_interleave(n)  # one row of n per class
+    save_png(grid(to_uint8(run.generate(len(labels), labels, seed)), nrow=n), out)
     return Path(out)
 
 

@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -144,6 +145,7 @@ class Session:
             self.evaluator = TrainingEvaluator(cfg, self.spec)
         self.watcher = self._watcher() if cfg.diagnostics and self.main else None
         self.step = self.saved_step = 0
+        self.callbacks: list = []  # see train()
         self.elapsed_before = 0.0
         if resume:
             self._restore()
@@ -211,6 +213,7 @@ class Session:
         for name, value in values.items():
             writer.add_scalar(f"train/{name}", value, self.step)
         writer.add_scalar("train/img_per_s", images_per_s, self.step)
+        self._notify("on_log", values)
         self.diagnose(values)
         self.progress.set_postfix_str(
             f"D {values['loss_d']:.3f} G {values['loss_g']:.3f} D(x) {values['d_real']:.2f} "
@@ -331,6 +334,12 @@ class Session:
         for name, value in values.items():
             self._writer().add_scalar(f"eval/{name}", value, self.step)
         self.say(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+        self._notify("on_eval", values)
+
+    def _notify(self, hook: str, value) -> None:
+        for callback in self.callbacks:
+            if hasattr(callback, hook):
+                getattr(callback, hook)(self.step, value)
 
     def save_checkpoint(self) -> None:
         if self.main:
@@ -356,7 +365,8 @@ class Session:
                 "spec": dataclasses.asdict(self.spec),
                 "has_ema": self.state.G_ema is not None,
             }
-            runs.save(self.run_dir, self.step, modules, meta, state, self.cfg.keep_checkpoints)
+            path = runs.save(self.run_dir, self.step, modules, meta, state, self.cfg.keep_checkpoints)
+            self._notify("on_checkpoint", path)
         self.saved_step = self.step
 
     def last_checkpoint_note(self) -> str:
@@ -398,8 +408,20 @@ class Session:
             self.tb.close()
 
 
+def _each(hooks):
+    def after_step(session):
+        for hook in hooks:
+            hook(session.step, session.state)
+
+    return after_step
+
+
 def train(
-    cfg: TrainConfig | None = None, resume: bool | str | Path = False, show_progress: bool = True, **overrides
+    cfg: TrainConfig | None = None,
+    resume: bool | str | Path = False,
+    show_progress: bool = True,
+    callbacks: Sequence = (),
+    **overrides,
 ) -> Path:
     """Train a GAN as `cfg` (plus keyword overrides) says; returns the run folder.
 
@@ -409,6 +431,10 @@ def train(
     Ctrl-C (or SIGTERM) stops between steps, writes a checkpoint and raises `Interrupted`; a non-finite loss raises
     `NonFiniteLoss` with the last good checkpoint kept; bad data or config raise `DataError` / `ConfigError`.
     Under torchrun every process runs this; they form one process group and train one model (DDP), rank 0 writes.
+
+    `callbacks`: objects with any of `on_step(step, state)` (after every step, on every rank: keep it cheap),
+    `on_log(step, values)` (every --log-every steps), `on_eval(step, values)` (every --eval-every steps) and
+    `on_checkpoint(step, path)`; the last three run where files are written (rank 0).
     """
     if resume:
         if cfg is not None:
@@ -426,9 +452,11 @@ def train(
     session, together = None, False
     try:
         session = Session(cfg, resume=bool(resume), show_progress=show_progress, dist=dist, device=device)
+        session.callbacks = list(callbacks)
+        on_step = [cb.on_step for cb in callbacks if hasattr(cb, "on_step")]
         stop = StopRequested()
         with stop.installed():
-            reason = train_loop(session, stop)
+            reason = train_loop(session, stop, after_step=_each(on_step) if on_step else None)
             if reason == "interrupted" and session.step > session.saved_step:
                 session.save_checkpoint()
             together = True  # every rank got here: they leave together (see distributed.stop)
