@@ -7,7 +7,7 @@ import torch
 
 from gankit.errors import NonFiniteLoss
 from gankit.files import read_jsonl
-from gankit.training import session as session_mod
+from gankit.training import setup as setup_mod
 from gankit.training.diagnostics import COLLAPSE_PATIENCE, PERSIST, WARMUP, Watcher, mean_pairwise_distance
 from gankit.training.session import train
 
@@ -102,7 +102,7 @@ def test_minimax_against_a_much_stronger_d_saturates(tmp_path, tiny_toy, capsys)
 
 
 def test_a_generator_fed_constant_noise_collapses(tmp_path, tiny_dcgan, monkeypatch):
-    real_build = session_mod.build
+    real_build = setup_mod.build
 
     def build_with_constant_z(model, spec):
         G, D = real_build(model, spec)
@@ -110,7 +110,7 @@ def test_a_generator_fed_constant_noise_collapses(tmp_path, tiny_dcgan, monkeypa
         G.forward = lambda z, y=None: forward(torch.zeros_like(z), y)
         return G, D
 
-    monkeypatch.setattr(session_mod, "build", build_with_constant_z)
+    monkeypatch.setattr(setup_mod, "build", build_with_constant_z)
     # log every 5 steps: warm-up (4 intervals) plus COLLAPSE_PATIENCE intervals of identical samples
     # unconditional: a conditional G would still vary its samples with the label
     run = train(

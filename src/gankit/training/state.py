@@ -65,3 +65,28 @@ class TrainState:
     def __post_init__(self):
         self.G_train = self.G_train if self.G_train is not None else self.G
         self.D_train = self.D_train if self.D_train is not None else self.D
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The networks a checkpoint's weights file holds, by name."""
+        return {"G": self.G, "D": self.D, **({"G_ema": self.G_ema} if self.G_ema is not None else {})}
+
+    def state_dict(self) -> dict:
+        """What else a checkpoint holds so that resuming is exact: optimisers, random states, loss scalers."""
+        device = self.precision.device
+        state = {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng_cpu": torch.get_rng_state()}
+        if device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(device)
+        if self.precision.scaler_d.is_enabled():
+            state["scaler_d"] = self.precision.scaler_d.state_dict()
+            state["scaler_g"] = self.precision.scaler_g.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        torch.set_rng_state(state["rng_cpu"])
+        if "rng_cuda" in state and self.precision.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], self.precision.device)
+        if "scaler_d" in state and self.precision.scaler_d.is_enabled():
+            self.precision.scaler_d.load_state_dict(state["scaler_d"])
+            self.precision.scaler_g.load_state_dict(state["scaler_g"])

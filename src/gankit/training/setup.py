@@ -1,0 +1,75 @@
+"""Everything a run trains with, made from its resolved config and its data: the networks, their optimisers, the
+game's rules, the arithmetic and the batches — one TrainState."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from gankit.config import TrainConfig, parse_policy
+from gankit.data import is_toy, load_images, make_toy, to_model_range
+from gankit.data.batches import ImageBatches, ToyBatches
+from gankit.distributed import Dist
+from gankit.errors import ConfigError
+from gankit.models import NetSpec, build
+from gankit.training.defaults import make_optimizer
+from gankit.training.losses import LOSSES
+from gankit.training.state import Game, Precision, TrainState
+
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def load_data(cfg: TrainConfig):
+    """(data, NetSpec shape fields, description): a ToyDistribution or an ImageData."""
+    if is_toy(cfg.data):
+        kwargs = {k: v for k, v in (("scale", cfg.toy_scale), ("std", cfg.toy_std)) if v is not None}
+        dist = make_toy(cfg.data, **kwargs)
+        return dist, dict(channels=2, resolution=0, num_classes=0), f"{cfg.data} ({dist.num_modes} modes)"
+    images = load_images(cfg.data, "train", data_dir=cfg.data_dir)
+    n, c, h, w = images.x.shape
+    shape = dict(channels=c, resolution=h, num_classes=images.num_classes)
+    scale = "" if images.scale.startswith("uint8") else f", {images.scale}"
+    return images, shape, f"{images.name} ({n} images {c}×{h}×{w}, {images.num_classes or 'no'} classes{scale})"
+
+
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def build_state(cfg: TrainConfig, spec: NetSpec, data, dist: Dist, device: torch.device) -> TrainState:
+    """G and D (initialised from torch's global RNG: seed it first), their optimisers and EMA, the game, the
+    arithmetic, and this rank's batches of `data` (a ToyDistribution or an ImageData)."""
+    precision = Precision(device, AUTOCAST.get(cfg.precision), channels_last=cfg.model == "dcgan")
+    G, D = build(cfg.model, spec)
+    memory_format = torch.channels_last if precision.channels_last else torch.preserve_format
+    G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
+    game = Game(
+        LOSSES[cfg.loss], 1.0 - cfg.label_smoothing, cfg.gp_weight, cfg.weight_clip, cfg.n_critic,
+        parse_policy(cfg.augment),
+    )  # fmt: skip
+    try:
+        if spec.resolution == 0:
+            batches = ToyBatches(data, cfg.batch_size, cfg.seed, dist.rank, dist.world_size)
+        else:
+            x, y = to_model_range(data.x, cfg.resolution), data.y
+            if device.type == "cuda":  # the whole (small) dataset lives on the GPU: no copy per batch
+                x, y = x.to(device), (y.to(device) if y is not None else None)
+            batches = ImageBatches(x, y, cfg.batch_size, cfg.seed, dist.rank, dist.world_size)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return TrainState(
+        G=G,
+        D=D,
+        G_ema=copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema else None,
+        opt_g=make_optimizer(cfg, G.parameters(), cfg.lr_g),
+        opt_d=make_optimizer(cfg, D.parameters(), cfg.lr_d),
+        game=game,
+        precision=precision,
+        batches=batches,
+        latent_dim=cfg.latent_dim,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        ema=cfg.ema,
+        rank=dist.rank,
+        world_size=dist.world_size,
+    )
