@@ -142,25 +142,28 @@ def test_flat_grayscale_folder_is_unlabelled(tmp_path):
 
 def test_class_subfolders_give_labels_and_rgb(tmp_path):
     write_png(tmp_path / "pets" / "dog" / "a.PNG", value=(1, 2, 3))
+    write_png(tmp_path / "pets" / "dog" / "d.png", value=(1, 2, 3))
     write_png(tmp_path / "pets" / "cat" / "b.jpg")
     write_png(tmp_path / "pets" / "cat" / "deep" / "c.png", mode="L")  # deeper folders belong to their class
     data = load_images(str(tmp_path / "pets"))
     assert data.class_names == ["cat", "dog"] and data.num_classes == 2
-    assert data.y.tolist() == [0, 0, 1]
-    assert data.x.shape == (3, 3, 8, 8)  # the gray image is converted, since the folder mixes gray and colour
+    assert data.y.tolist() == [0, 0, 1, 1]
+    assert data.x.shape == (4, 3, 8, 8)  # the gray image is converted, since the folder mixes gray and colour
     assert data.x[2, :, 0, 0].tolist() == [1, 2, 3]
+    (tmp_path / "pets" / "dog" / "d.png").unlink()
+    with pytest.raises(DataError, match=r"class folder .*dog holds 1 readable image; a class needs 2 or more"):
+        load_images(str(tmp_path / "pets"))
 
 
 @pytest.mark.parametrize(
     "make, name",
     [
         (lambda root: root.mkdir(), "contains no images"),
-        (lambda root: (write_png(root / "a.png"), write_png(root / "b.png", size=(9, 8))), "b.png"),
-        (lambda root: (write_png(root / "a.png"), (root / "notes.txt").write_text("hi")), "notes.txt"),
+        (lambda root: (root.mkdir(), (root / "notes.txt").write_text("hi")), r"no images .*\(only 1 other files\)"),
         (lambda root: (write_png(root / "a.png"), (root / "bad.png").write_bytes(b"\x89PNG broken")), "bad.png"),
         (lambda root: (write_png(root / "a.png"), write_png(root / "cls" / "b.png")), "a.png"),
     ],
-    ids=["empty", "mixed sizes", "non-image", "unreadable png", "top level and sub-folders"],
+    ids=["empty", "only other files", "unreadable png", "top level and sub-folders"],
 )
 def test_bad_folders(tmp_path, make, name):
     root = tmp_path / "imgs"
@@ -237,7 +240,8 @@ def test_palette_and_16_bit_pngs_load_without_library_warnings(tmp_path):
         warnings.simplefilter("error")
         data = load_images(str(tmp_path))
     assert data.x.shape == (2, 3, 8, 8)
-    assert data.x[0, :, 0, 0].tolist() == [200, 30, 30]  # the palette's colour
+    # the palette's colour at alpha 128/255, composited onto the white background
+    assert data.x[0, :, 0, 0].tolist() == [round(200 * 128 / 255 + 255 * 127 / 255), 142, 142]
     assert data.x[1, :, 0, 0].tolist() == [100, 100, 100]  # 16 bits scaled to 8, not clipped at 255
 
 

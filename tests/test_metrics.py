@@ -309,3 +309,38 @@ def test_eval_overfit_on_a_named_dataset_and_a_clear_error_without_a_test_split(
     )
     assert main(["eval", str(folder_run), "--metrics", "overfit"]) == 2
     assert "needs a named dataset" in capsys.readouterr().err
+
+
+def test_fid_of_any_two_sources_and_it_equals_real_vs_real_on_the_floor(tmp_path, tiny_images, monkeypatch, capsys):
+    from PIL import Image
+
+    monkeypatch.setattr(inception, "load_inception", lambda path=None, fast=False, resize="bilinear": tiny_extractor())
+    write_idx_split(tmp_path / "data" / "fashion-mnist", "train", n=64)
+    write_idx_split(tmp_path / "data" / "fashion-mnist", "t10k", n=40)
+    monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "data"))
+    assert main(["eval", "--real-vs-real", "fashion-mnist", "--metrics", "fid,kid,pr", "--n", "32", "--json"]) == 0
+    floor = json.loads(capsys.readouterr().out)["metrics"]
+    out = tmp_path / "fid.json"
+    assert main(["fid", "fashion-mnist:train", "fashion-mnist:test", "--n", "32", "--json", "--out", str(out)]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert both["metrics"] == pytest.approx(floor, abs=1e-6) and json.loads(out.read_text()) == both
+    assert both["protocol"]["compared"]["split"] == "train" and both["protocol"]["reference"]["split"] == "test"
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, image in enumerate(np.random.default_rng(0).integers(0, 256, (12, 16, 16), dtype=np.uint8)):
+        Image.fromarray(image).save(folder / f"{i}.png")
+    run = train(
+        data=str(tiny_images),
+        steps=5,
+        width_g=8,
+        width_d=8,
+        batch_size=32,
+        out=str(tmp_path / "r"),
+        show_progress=False,
+    )
+    for a, b in ((str(folder), str(tiny_images)), (str(run), str(folder))):
+        assert main(["fid", a, b, "--n", "12", "--metrics", "fid,kid", "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["metrics"]["fid"] > 0 and result["protocol"]["n_fake"] == 12
+    assert result["protocol"]["compared"]["run"] == str(run) and result["protocol"]["reference"]["split"] == "all"
+    assert main(["fid", str(folder), str(tiny_images), "--metrics", "fid,dfid"]) == 2

@@ -82,7 +82,7 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_dcgan):
     [
         ("toy", dict(dropout=0.2, loss="wgan-gp")),  # dropout and the penalty's random mix exercise every RNG
         # batch norm (per class in G), EMA, Adam, channels_last
-        ("dcgan", dict(precision="fp32", conditional=True, minibatch_std=True, class_batchnorm=True)),
+        ("dcgan", dict(precision="fp32", conditional=True, minibatch_std=True, class_batchnorm=True, mirror=True)),
         # spectral norm's power-iteration buffers; the augmentations' random stream
         ("dcgan-bf16", dict(precision="bf16", spectral_norm=True, augment="translation,cutout,color")),
         ("dcgan-fp16", dict(precision="fp16")),  # the loss scalers' state

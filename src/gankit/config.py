@@ -35,6 +35,19 @@ def parse_policy(text: str) -> tuple[str, ...]:
     return names
 
 
+BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
+
+
+def parse_background(text: str) -> tuple[int, int, int]:
+    """'white', 'black' or 'R,G,B' (0..255 each) as an RGB triple."""
+    if text in BACKGROUNDS:
+        return BACKGROUNDS[text]
+    parts = text.split(",")
+    if len(parts) == 3 and all(p.strip().isdigit() and int(p) <= 255 for p in parts):
+        return tuple(int(p) for p in parts)
+    raise ConfigError(f"background must be white, black or R,G,B with each in 0..255, got {text!r}")
+
+
 def opt(default, help: str, *, choices: tuple[str, ...] | None = None, interval: tuple | None = None):
     """A TrainConfig field: its default, its --help text, and the values it may take — choices, or an interval
     (low, high, low included, high included; None = unbounded) for a float."""
@@ -42,124 +55,85 @@ def opt(default, help: str, *, choices: tuple[str, ...] | None = None, interval:
     return dataclasses.field(default=default, metadata=metadata)
 
 
-# fmt: off  (one knob per line, its help text beside it)
+# One knob per line, its help text beside it: the formatter leaves this class as written.
+# fmt: off
 @dataclass
 class TrainConfig:
     # Data
-    data: str = opt(
-        "fashion-mnist",
-        "dataset name (fashion-mnist, mnist, cifar10), image folder, .npz, or toy (ring8, grid25, spiral)",
-    )
+    data: str = opt("fashion-mnist", "dataset name (fashion-mnist, mnist, cifar10), image folder, .npz, or toy (ring8, "
+                                     "grid25, spiral)")
     data_dir: str | None = opt(None, "folder holding the dataset files; None = $GANKIT_DATA, cache, system folders")
     resolution: int | None = opt(None, "side of generated images; None = the data's own side (28 for MNIST-like data)")
-    toy_scale: float | None = opt(
-        None,
-        "toy data: ring radius / grid spacing; None = the distribution's default",
-        interval=(0, None, False, False),
-    )
-    toy_std: float | None = opt(
-        None,
-        "toy data: std of each mixture component; None = the distribution's default",
-        interval=(0, None, False, False),
-    )
+    toy_scale: float | None = opt(None, "toy data: ring radius / grid spacing; None = the distribution's default",
+                                        interval=(0, None, False, False))
+    toy_std: float | None = opt(None, "toy data: std of each mixture component; None = the distribution's default",
+                                      interval=(0, None, False, False))
+    fit: str = opt("crop", "image folders: how a picture that is not square becomes square: crop (its centre), pad "
+                           "(letterboxed onto --background) or stretch", choices=("crop", "pad", "stretch"))
+    background: str = opt("white", "image folders: the colour under transparent pixels and pad's borders: white, "
+                                   "black or R,G,B")
+    max_bad: float = opt(0.01, "image folders: the share of unreadable images skipped with a warning before the folder "
+                               "is refused", interval=(0, 1, True, True))
+    mirror: bool = opt(False, "random horizontal flips of the real images, drawn from the seed and step "
+                              "(StyleGAN2-ADA's --mirror)")
     # Model
     model: str | None = opt(None, "dcgan or mlp; None = mlp for toy data, dcgan for images", choices=("dcgan", "mlp"))
-    conditional: bool | None = opt(
-        None, "condition G and D on class labels: G(z, y); None = on for images with class labels"
-    )
-    conditioning: str = opt(
-        "projection", "how a conditional D sees labels: projection or concat", choices=("projection", "concat")
-    )
+    conditional: bool | None = opt(None, "condition G and D on class labels: G(z, y); None = on for images with class "
+                                         "labels")
+    conditioning: str = opt("projection", "how a conditional D sees labels: projection or concat",
+                                          choices=("projection", "concat"))
     class_batchnorm: bool = opt(False, "conditional DCGAN: G's batch-norm scale and shift are learned per class")
     latent_dim: int | None = opt(None, "size of z ~ N(0, I); None = 100 for dcgan, 2 for mlp")
-    width_g: int | None = opt(
-        None,
-        "G width (DCGAN ngf, MLP hidden units); None = 96 for dcgan at 28×28 (48 on an "
-        "AVX2-only CPU), 64 at other sides, 256 for mlp",
-    )
-    width_d: int | None = opt(
-        None,
-        "D width (DCGAN ndf, MLP hidden units); None = 64 for dcgan (32 at 28×28 on an AVX2-only CPU), 256 for mlp",
-    )
+    width_g: int | None = opt(None, "G width (DCGAN ngf, MLP hidden units); None = 96 for dcgan at 28×28 (48 on an "
+                                    "AVX2-only CPU), 64 at other sides, 256 for mlp")
+    width_d: int | None = opt(None, "D width (DCGAN ndf, MLP hidden units); None = 64 for dcgan (32 at 28×28 on an "
+                                    "AVX2-only CPU), 256 for mlp")
     depth: int = opt(3, "MLP hidden layers per network")
     batchnorm_g: bool | None = opt(None, "batch norm in G; None = on for dcgan, off for mlp")
-    batchnorm_d: bool | None = opt(
-        None, "batch norm in D (never on its input); None = on for dcgan unless spectral norm, off for mlp"
-    )
+    batchnorm_d: bool | None = opt(None, "batch norm in D (never on its input); None = on for dcgan unless spectral "
+                                         "norm, off for mlp")
     spectral_norm: bool = opt(False, "spectral normalisation of D's weights")
     dropout: float = opt(0.0, "dropout probability in D's hidden layers", interval=(0, 1, True, False))
-    augment: str = opt(
-        "none",
-        "DiffAugment (Zhao et al. 2020) of D's real and fake inputs, against a D that memorises "
-        "the data: none, or a comma list of translation, cutout, color",
-    )
-    minibatch_std: bool = opt(
-        False,
-        "D also sees how much its features vary over groups of 4 samples (Karras et al. 2018): against mode collapse",
-    )
+    augment: str = opt("none", "DiffAugment (Zhao et al. 2020) of D's real and fake inputs, against a D that memorises "
+                               "the data: none, or a comma list of translation, cutout, color")
+    minibatch_std: bool = opt(False, "D also sees how much its features vary over groups of 4 samples (Karras et al. "
+                                     "2018): against mode collapse")
     # The game
-    loss: str = opt(
-        "ns",
-        "minimax, ns, wgan, wgan-gp, hinge, lsgan, feature-matching",
-        choices=("minimax", "ns", "wgan", "wgan-gp", "hinge", "lsgan", "feature-matching"),
-    )
-    n_critic: int | None = opt(
-        None, "D updates per G update; None = 5 for wgan and wgan-gp (their papers), 1 otherwise"
-    )
+    loss: str = opt("ns", "minimax, ns, wgan, wgan-gp, hinge, lsgan, feature-matching",
+                          choices=("minimax", "ns", "wgan", "wgan-gp", "hinge", "lsgan", "feature-matching"))
+    n_critic: int | None = opt(None, "D updates per G update; None = 5 for wgan and wgan-gp (their papers), 1 "
+                                     "otherwise")
     label_smoothing: float = opt(0.0, "one-sided: D's target for real data is 1 - this", interval=(0, 1, True, False))
-    gp_weight: float | None = opt(
-        None,
-        "gradient-penalty weight; None = the loss's default (10 for wgan-gp, else 0)",
-        interval=(0, None, True, False),
-    )
-    weight_clip: float | None = opt(
-        None,
-        "clip D's weights to ±this after each step; None = the loss's default (0.01 for wgan)",
-        interval=(0, None, False, False),
-    )
+    gp_weight: float | None = opt(None, "gradient-penalty weight; None = the loss's default (10 for wgan-gp, else 0)",
+                                        interval=(0, None, True, False))
+    weight_clip: float | None = opt(None, "clip D's weights to ±this after each step; None = the loss's default (0.01 "
+                                          "for wgan)", interval=(0, None, False, False))
     # Optimisation
     optimizer: str = opt("adam", "adam or rmsprop", choices=("adam", "rmsprop"))
-    lr_g: float | None = opt(
-        None,
-        "G learning rate; None = 4e-4 for dcgan, 2e-4 for mlp, 1e-4 for wgan-gp, 5e-5 for wgan",
-        interval=(0, None, False, False),
-    )
-    lr_d: float | None = opt(
-        None, "D learning rate (a value other than lr_g is TTUR); None = as lr_g", interval=(0, None, False, False)
-    )
-    lr_decay: str = opt(
-        "none",
-        "none, or linear: constant for the first half of the run, then linearly to 0 at its "
-        "end (--steps or --max-minutes, whichever ends it)",
-        choices=("none", "linear"),
-    )
+    lr_g: float | None = opt(None, "G learning rate; None = 4e-4 for dcgan, 2e-4 for mlp, 1e-4 for wgan-gp, 5e-5 for "
+                                   "wgan", interval=(0, None, False, False))
+    lr_d: float | None = opt(None, "D learning rate (a value other than lr_g is TTUR); None = as lr_g",
+                                   interval=(0, None, False, False))
+    lr_decay: str = opt("none", "none, or linear: constant for the first half of the run, then linearly to 0 at its "
+                                "end (--steps or --max-minutes, whichever ends it)", choices=("none", "linear"))
     beta1: float | None = opt(None, "Adam β1; None = 0.5 (0.0 for wgan-gp)", interval=(0, 1, True, False))
     beta2: float | None = opt(None, "Adam β2; None = 0.999 (0.9 for wgan-gp)", interval=(0, 1, True, False))
-    batch_size: int | None = opt(
-        None, "global batch size; None = 32 for images (more updates per minute), 256 for toy data"
-    )
+    batch_size: int | None = opt(None, "global batch size; None = 32 for images (more updates per minute), 256 for toy "
+                                       "data")
     steps: int = opt(3000, "G updates to train for (the total, also when resuming)")
-    max_minutes: float | None = opt(
-        None,
-        "also stop after this much training time (a wall-clock budget); None = no limit",
-        interval=(0, None, False, False),
-    )
-    ema: float | None = opt(
-        0.999, "decay of the exponential moving average of G's weights; None = no EMA", interval=(0, 1, False, False)
-    )
+    max_minutes: float | None = opt(None, "also stop after this much training time (a wall-clock budget); None = no "
+                                          "limit", interval=(0, None, False, False))
+    ema: float | None = opt(0.999, "decay of the exponential moving average of G's weights; None = no EMA",
+                                   interval=(0, 1, False, False))
     # Runtime
     seed: int = opt(0, "seeds weights, data order and noise")
     device: str = opt("auto", "cpu, cuda, or auto (CUDA when PyTorch sees a GPU)", choices=("cpu", "cuda", "auto"))
-    precision: str = opt(
-        "auto",
-        "fp32, bf16, fp16 (GPUs without bf16; scaled losses), or auto (bf16 for dcgan where "
-        "the GPU has it or the CPU runs it faster than fp32)",
-        choices=("fp32", "bf16", "fp16", "auto"),
-    )
+    precision: str = opt("auto", "fp32, bf16, fp16 (GPUs without bf16; scaled losses), or auto (bf16 for dcgan where "
+                                 "the GPU has it or the CPU runs it faster than fp32)",
+                                 choices=("fp32", "bf16", "fp16", "auto"))
     threads: int | None = opt(None, "CPU threads; None = PyTorch's default (torchrun sets 1 per process)")
-    sync_batchnorm: bool = opt(
-        False, "torchrun on GPUs: batch-norm statistics over the global batch, not each rank's part"
-    )
+    sync_batchnorm: bool = opt(False, "torchrun on GPUs: batch-norm statistics over the global batch, not each rank's "
+                                      "part")
     # Output
     out: str | None = opt(None, "run folder; None = runs/<data>-<loss>")
     log_every: int = opt(50, "steps between metrics.jsonl lines (and the only host syncs)")
@@ -169,28 +143,18 @@ class TrainConfig:
     grid_size: int = opt(64, "images in each sample grid")
     # Diagnostics (docs/diagnostics.md; findings go to RUN/diagnostics.jsonl)
     diagnostics: bool = opt(True, "watch for D saturation, mode collapse and instability; warn with a remedy")
-    saturation_d_fake: float = opt(
-        0.05,
-        "saturation: mean D(G(z)) below this while G's gradient norm is under 10% of "
-        "its early level (minimax: D(G(z)) alone decides)",
-        interval=(0, 1, False, False),
-    )
-    collapse_ratio: float = opt(
-        0.4,
-        "collapse: diversity of samples from a fixed z below this fraction of the data's",
-        interval=(0, 1, False, False),
-    )
-    divergence_factor: float = opt(
-        20.0, "instability: a loss's magnitude above this multiple of its early level", interval=(1, None, False, False)
-    )
+    saturation_d_fake: float = opt(0.05, "saturation: mean D(G(z)) below this while G's gradient norm is under 10% of "
+                                         "its early level (minimax: D(G(z)) alone decides)",
+                                         interval=(0, 1, False, False))
+    collapse_ratio: float = opt(0.4, "collapse: diversity of samples from a fixed z below this fraction of the data's",
+                                     interval=(0, 1, False, False))
+    divergence_factor: float = opt(20.0, "instability: a loss's magnitude above this multiple of its early level",
+                                         interval=(1, None, False, False))
     # Evaluation during training
     eval_every: int | None = opt(None, "steps between evaluations (domain FID, class coverage); None = never")
     eval_samples: int = opt(1000, "generated samples per evaluation")
-    eval_inception: bool = opt(
-        False, "also Inception FID at each evaluation (slow on a CPU: minutes per 1,000 samples)"
-    )
-
-
+    eval_inception: bool = opt(False, "also Inception FID at each evaluation (slow on a CPU: minutes per 1,000 "
+                                      "samples)")
 # fmt: on
 
 
@@ -358,3 +322,4 @@ def validate(cfg: TrainConfig) -> None:
         parse_policy(cfg.augment)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    parse_background(cfg.background)

@@ -4,7 +4,6 @@ Every malformed input raises DataError naming the file; no reader lets an OSErro
 """
 
 import gzip
-import os
 import pickle
 import zlib
 from dataclasses import dataclass
@@ -13,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
+from gankit.data.folders import FolderOptions, read_image_folder
 from gankit.errors import DataError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 _RESIZE_CHUNK = 512  # images per F.interpolate call: bounds the float32 working memory
 
 
@@ -33,6 +31,7 @@ class ImageData:
     source: str  # path it was read from
     split: str = "all"  # the named split read (train, test), or all: a folder or .npz read whole, no held-out part
     scale: str = "uint8 0..255"  # how the stored pixel values were read, stated on the training line
+    notes: tuple[str, ...] = ()  # what reading did to the files (skipped, resized, composited), for the training line
 
 
 def to_model_range(x: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -154,95 +153,18 @@ def read_cifar_batches(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
 # Image folders ----------------------------------------------------------------------------------------------------
 
 
-def _list_images(root: Path) -> list[Path]:
-    """Image files under root, sorted, skipping hidden files and folders; any other file is an error."""
-    found = []
-    for folder, subfolders, files in os.walk(root):
-        subfolders[:] = [s for s in subfolders if not s.startswith(".")]
-        for file in files:
-            if file.startswith("."):
-                continue
-            path = Path(folder, file)
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                expected = ", ".join(IMAGE_EXTENSIONS)
-                raise DataError(f"{path} is not an image (expected {expected}); move it out of {root}.")
-            found.append(path)
-    if not found:
-        raise DataError(f"{root} contains no images ({', '.join(IMAGE_EXTENSIONS)}).")
-    return sorted(found)
-
-
-def _pixels(image: Image.Image) -> np.ndarray:
-    """(H, W) uint8 for grey images, else (H, W, 3) uint8 RGB; each mode converted on purpose, so that Pillow has
-    nothing to warn about (a palette with a transparent entry goes through RGBA, as Pillow asks)."""
-    if image.mode in ("1", "L", "LA", "La"):
-        return np.asarray(image.convert("L"))
-    if image.mode.startswith("I;16"):  # 16-bit grey: the top 8 bits, rounded
-        return np.rint(np.asarray(image, dtype=np.float64) / 257).astype(np.uint8)
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-
-
-def _read_image(path: Path) -> np.ndarray:
-    """(H, W) uint8 for grey images, else (H, W, 3) uint8 RGB."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return _pixels(image)
-    except Image.UnidentifiedImageError:
-        raise DataError(f"{path} is not in any image format Pillow can read, or is corrupt.") from None
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path} cannot be read as an image: {_reason(e)}.") from None
-
-
-def _class_labels(root: Path, paths: list[Path]) -> tuple[list[int] | None, list[str] | None]:
-    tops = [p.relative_to(root).parts for p in paths]
-    in_root = [p for p, parts in zip(paths, tops) if len(parts) == 1]
-    if len(in_root) == len(paths):
-        return None, None
-    if in_root:
-        nested = next(p for p, parts in zip(paths, tops) if len(parts) > 1)
-        raise DataError(
-            f"{root} mixes images at its top level ({in_root[0].name}) with images in sub-folders "
-            f"({nested.relative_to(root)}); put every image in a class sub-folder, or none."
-        )
-    class_names = sorted({parts[0] for parts in tops})
-    index = {name: i for i, name in enumerate(class_names)}
-    return [index[parts[0]] for parts in tops], class_names
-
-
-def read_image_folder(root: Path) -> ImageData:
-    """Read every image under `root`; its immediate sub-folders, if the images are in them, are the classes."""
-    paths = _list_images(root)
-    labels, class_names = _class_labels(root, paths)
-    arrays = []
-    for path in paths:
-        array = _read_image(path)
-        if arrays and array.shape[:2] != arrays[0].shape[:2]:
-            raise DataError(
-                f"{root} mixes image sizes: {paths[0]} is {_size(arrays[0])} but {path} is {_size(array)}; "
-                "resize them to one size first."
-            )
-        arrays.append(array)
-    if all(a.ndim == 2 for a in arrays):
-        x = np.stack(arrays)[:, None]  # (N, 1, H, W)
-    else:
-        rgb = [np.repeat(a[:, :, None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
-        x = np.stack(rgb).transpose(0, 3, 1, 2)  # (N, 3, H, W)
-    y = None if labels is None else torch.tensor(labels, dtype=torch.int64)
+def read_folder(root: Path, options: FolderOptions = FolderOptions()) -> ImageData:
+    """Every readable image under `root`, fitted to one square side (see gankit.data.folders)."""
+    x, labels, class_names, notes = read_image_folder(root, options)
     return ImageData(
-        x=torch.from_numpy(np.ascontiguousarray(x)),
-        y=y,
+        x=x,
+        y=labels,
         num_classes=0 if class_names is None else len(class_names),
         class_names=class_names,
         name=root.name,
         source=str(root),
+        notes=tuple(notes),
     )
-
-
-def _size(array: np.ndarray) -> str:
-    return f"{array.shape[1]}x{array.shape[0]}"
 
 
 # npz --------------------------------------------------------------------------------------------------------------

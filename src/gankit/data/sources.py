@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from gankit.data.folders import FolderOptions
 from gankit.data.readers import (
     ImageData,
     read_cifar_batches,
+    read_folder,
     read_idx_pair,
-    read_image_folder,
     read_npz,
 )
 from gankit.data.toy import TOY
@@ -136,12 +137,19 @@ SYSTEM_DIRS: dict[str, tuple[str, ...]] = {
 }
 
 
-def load_images(data: str, split: str = "train", data_dir: str | None = None, download: bool = True) -> ImageData:
+def load_images(
+    data: str,
+    split: str = "train",
+    data_dir: str | None = None,
+    download: bool = True,
+    folder: FolderOptions | None = None,
+) -> ImageData:
     """Load a whole image dataset into memory as uint8 (N, C, H, W).
 
     `data` is a dataset name ("fashion-mnist", "mnist", "cifar10"; names win over same-named paths) or a path to an
     image folder or an .npz file. `split` ("train" or "test") selects the part of a named dataset; a folder or .npz
     is returned whole. `data_dir` and `download` only matter for names; see the module docstring for the lookup order.
+    `folder`: how a folder's images are fitted to one size (gankit.data.folders).
     """
     if split not in SPLITS:
         raise DataError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
@@ -150,7 +158,7 @@ def load_images(data: str, split: str = "train", data_dir: str | None = None, do
         return _load_named(name, split, data_dir, download)
     path = Path(data).expanduser()
     if path.is_dir():
-        return read_image_folder(path)
+        return read_folder(path, folder or FolderOptions())
     if path.is_file() and path.suffix.lower() == ".npz":
         return read_npz(path)
     if path.exists():

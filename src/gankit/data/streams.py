@@ -27,6 +27,7 @@ class Stream(enum.IntEnum):
     WALK = 14  # latent walks' end points
     BAYES_REAL = 15  # the data points of the Bayes lab's plots
     CONCEPTS = 16  # the pool of z latent arithmetic picks a concept's samples from
+    MIRROR = 17  # training: which real images of a D update are flipped left-right (--mirror)
 
 
 def seeded(seed: int, stream: Stream, *keys: int) -> torch.Generator:

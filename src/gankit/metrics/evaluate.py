@@ -13,6 +13,7 @@ import torch
 
 from gankit import distributed
 from gankit.data import REGISTRY, cache_dir, load_images, make_toy, to_model_range
+from gankit.data.folders import FolderOptions
 from gankit.data.streams import Stream, seeded
 from gankit.errors import ConfigError
 from gankit.files import atomic_write, write_json
@@ -31,6 +32,7 @@ from gankit.metrics.toy import (
 )
 from gankit.models import eval_mode
 from gankit.runs import generate, has_ema, load_networks, run_config
+from gankit.runs import load as load_run
 
 INCEPTION_METRICS = ("fid", "kid", "pr")
 DOMAIN_METRICS = ("coverage", "dfid")  # need a domain classifier for the dataset
@@ -69,23 +71,24 @@ def _subset(total: int, n: int, seed: int) -> torch.Tensor:
     return torch.arange(total)
 
 
-def real_images(data: str, split: str, n: int, data_dir: str | None = None, seed: int = 0):
-    """(uint8 images, description): a seeded random subset of n images of a split (all of it if n is larger)."""
-    images = load_images(data, split, data_dir=data_dir)
+def real_images(data: str, split: str, n: int, data_dir: str | None = None, seed: int = 0, folder=None):
+    """(uint8 images, description): a seeded random subset of n images of a split (all of it if n is larger).
+    `folder`: how a folder's pictures are fitted (a run's own FolderOptions, so its reference looks as it trained)."""
+    images = load_images(data, split, data_dir=data_dir, folder=folder)
     idx = _subset(images.x.shape[0], n, seed)
     # A folder or .npz has no held-out part: the reference is then the training images themselves, and says so.
     return images.x[idx], {"data": images.name, "split": images.split, "n_real": len(idx)}
 
 
 def reference_labels(
-    data: str, split: str, n: int, num_classes: int, data_dir: str | None = None, seed: int = 0
+    data: str, split: str, n: int, num_classes: int, data_dir: str | None = None, seed: int = 0, folder=None
 ) -> torch.Tensor | None:
     """n labels for a conditional G, drawn like the data's: those of the reference subset (repeated if it is smaller),
     so that generated and real images have the same class frequencies even where the classes are unbalanced.
     None for an unconditional G (num_classes 0)."""
     if not num_classes:
         return None
-    images = load_images(data, split, data_dir=data_dir)
+    images = load_images(data, split, data_dir=data_dir, folder=folder)
     if images.y is None:  # a split without labels: every class equally often
         return torch.arange(n) % num_classes
     labels = images.y[_subset(images.y.shape[0], n, seed)]
@@ -93,7 +96,14 @@ def reference_labels(
 
 
 def reference_features(
-    data: str, split: str, n: int, extractor: Extractor, data_dir: str | None = None, seed: int = 0, cache: bool = True
+    data: str,
+    split: str,
+    n: int,
+    extractor: Extractor,
+    data_dir: str | None = None,
+    seed: int = 0,
+    cache: bool = True,
+    folder=None,
 ):
     """Features of n reference images, cached per (data source, split, n, seed, extractor hash, precision, resize).
 
@@ -102,6 +112,8 @@ def reference_features(
     """
     tag = "bf16" if extractor.bf16 else "fp32"
     source = str(Path(data).resolve()) if Path(data).exists() else f"{data}|{data_dir or ''}"
+    if Path(data).is_dir():  # how its pictures were fitted is part of what the features describe
+        source += f"|{folder or FolderOptions()}"
     digest = hashlib.sha256(source.encode()).hexdigest()[:8]
     key = re.sub(
         r"[^\w.-]+",
@@ -115,7 +127,7 @@ def reference_features(
             return saved["features"], saved["reference"]
         except (OSError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError):
             pass  # a damaged cache file: compute the features again and overwrite it
-    images, reference = real_images(data, split, n, data_dir, seed)
+    images, reference = real_images(data, split, n, data_dir, seed, folder)
     features = extractor(images)
     if cache and distributed.current().main:
         atomic_write(path, lambda tmp: torch.save({"features": features, "reference": reference}, tmp))
@@ -169,14 +181,15 @@ def evaluate_run(
             "the overfit metric compares D on training and held-out images: it needs a named dataset "
             "(with a test split) and --ref test"
         )
-    labels = reference_labels(cfg["data"], ref, n, spec.num_classes, cfg.get("data_dir"), seed)
+    folder = FolderOptions.from_config(cfg)
+    labels = reference_labels(cfg["data"], ref, n, spec.num_classes, cfg.get("data_dir"), seed, folder)
     fake = generate(G, spec.latent_dim, n, seed=seed + 1, labels=labels)
     fake_images = to_uint8(fake)
     values, proto = {}, {"n_fake": n, "seed": seed}
     inception_names = [m for m in metrics if m in INCEPTION_METRICS]
     if inception_names:
         extractor = extractor_factory()
-        real, reference = reference_features(cfg["data"], ref, n, extractor, cfg.get("data_dir"), seed)
+        real, reference = reference_features(cfg["data"], ref, n, extractor, cfg.get("data_dir"), seed, folder=folder)
         values.update(image_metrics(real, extractor(fake_images), inception_names, seed))
         proto = protocol(extractor, n, reference, seed)
     if any(m in DOMAIN_METRICS for m in metrics):
@@ -212,7 +225,7 @@ def evaluate_run(
 def _real_for_d(cfg: dict, split: str, n: int | None, spec, seed: int):
     """n seeded real images of a split (None: all) as D saw them in training (model range, the run's resolution),
     and their labels."""
-    images = load_images(cfg["data"], split, data_dir=cfg.get("data_dir"))
+    images = load_images(cfg["data"], split, data_dir=cfg.get("data_dir"), folder=FolderOptions.from_config(cfg))
     idx = _subset(images.x.shape[0], n or images.x.shape[0], seed)
     labels = images.y[idx] if spec.num_classes and images.y is not None else None
     return to_model_range(images.x[idx], spec.resolution), labels
@@ -315,6 +328,37 @@ def evaluate_images(
     return {"images": n, "metrics": values, "protocol": proto}
 
 
+def split_source(text: str) -> tuple[str, str]:
+    """'fashion-mnist:train' → ('fashion-mnist', 'train'); a source without a split reads its test split (a folder
+    or .npz: all of it)."""
+    data, _, split = text.rpartition(":")
+    return (data, split) if data and split in ("train", "test") else (text, "test")
+
+
+def compare(a: str, b: str, extractor_factory, metrics: list[str], n: int = 2000, seed: int = 0) -> dict:
+    """Metrics between any two sources — a run folder (n of its G's samples), a dataset name with an optional
+    split, an image folder or an .npz — on one protocol: B is the reference, A in the place of generated images."""
+    extractor = extractor_factory()
+    features, described = [], []
+    for source in (a, b):
+        if Path(source, "config.json").is_file():
+            run = load_run(source)
+            if run.spec.resolution == 0:
+                raise ConfigError(f"{source} is a 2-D toy run: compare image runs, folders or datasets")
+            images = to_uint8(run.generate(n, seed=seed + 1))
+            features.append(extractor(images))
+            described.append({"run": source, "step": run.step, "weights": "G_ema" if run.ema else "G", "n": n})
+        else:
+            data, split = split_source(source)
+            feats, info = reference_features(data, split, n, extractor, seed=seed)
+            features.append(feats)
+            described.append(info)
+    values = image_metrics(features[1], features[0], metrics, seed)
+    proto = protocol(extractor, features[0].shape[0], described[1], seed)
+    proto["compared"] = described[0]
+    return {"a": a, "b": b, "metrics": values, "protocol": proto}
+
+
 class TrainingEvaluator:
     """Domain FID and class coverage (and Inception FID when asked) of a fixed set of z, every eval_every steps.
 
@@ -324,11 +368,14 @@ class TrainingEvaluator:
     def __init__(self, cfg, spec):
         self.cfg, self.spec = cfg, spec
         n = cfg.eval_samples
-        self.labels = reference_labels(cfg.data, "test", n, spec.num_classes, cfg.data_dir)
+        folder = FolderOptions.from_config(cfg)
+        self.labels = reference_labels(cfg.data, "test", n, spec.num_classes, cfg.data_dir, folder=folder)
         self.inception = None
         if cfg.eval_inception:
             self.inception = load_inception()
-            self.inception_reference = reference_features(cfg.data, "test", n, self.inception, cfg.data_dir)[0]
+            self.inception_reference = reference_features(
+                cfg.data, "test", n, self.inception, cfg.data_dir, folder=folder
+            )[0]
         self.classifier = None
         if has_classifier(cfg.data) and spec.channels == 1:
             self.classifier = classifier.load_classifier(cfg.data)[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from gankit.data import load_images, to_model_range
+from gankit.data.folders import FolderOptions
 from gankit.data.streams import Stream, seeded
 from gankit.errors import ConfigError
 from gankit.images import to_uint8
@@ -76,7 +77,10 @@ def neighbours(run_dir, n: int = 8, k: int = 5, seed: int = 0, ema: bool = False
     G, D, spec, _ = load_networks(run_dir, ema=ema)
     if spec.resolution == 0:
         raise ConfigError(f"{run_dir} is a 2-D toy run; nearest neighbours are for image runs")
-    train = to_model_range(load_images(cfg["data"], "train", data_dir=cfg.get("data_dir")).x, spec.resolution)
+    train = to_model_range(
+        load_images(cfg["data"], "train", data_dir=cfg.get("data_dir"), folder=FolderOptions.from_config(cfg)).x,
+        spec.resolution,
+    )
     fake = generate(G, spec.latent_dim, n, seed=seed + 1, labels=labels_for(spec.num_classes, n, None))
     fake = to_uint8(fake).float() / 127.5 - 1  # compare what a saved sample shows
     by_pixels = _nearest(fake.flatten(1), train.flatten(1), k)

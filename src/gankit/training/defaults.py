@@ -39,6 +39,8 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         raise ConfigError(
             "--class-batchnorm is for a conditional dcgan (images with class labels) with batch norm in G"
         )
+    if toy and cfg.mirror:
+        raise ConfigError("--mirror flips images; 2-D toy data has none")
     if toy and parse_policy(cfg.augment):
         raise ConfigError("--augment transforms images; 2-D toy data has none")
     loss = LOSSES[cfg.loss]

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from gankit.data.batches import augment_stream, noise_generator, rank_part
+from gankit.data.streams import Stream, seeded
 from gankit.training.augment import augment as diff_augment
 from gankit.training.losses import gradient_penalty
 from gankit.training.state import Game, Precision, TrainState
@@ -137,6 +138,9 @@ def train_step(state: TrainState, step: int, stats: Stats) -> None:
 
     for k in range(game.n_critic):
         x, y = state.batches(step * game.n_critic + k)
+        if state.mirror:  # like z: drawn for the global batch, this rank's rows kept
+            flip = torch.rand(batch_size, generator=seeded(state.seed, Stream.MIRROR, step, k))[part] < 0.5
+            x = torch.where(flip[:, None, None, None].to(x.device), x.flip(-1), x)
         x, y = precision.to_device(x), (y.to(precision.device) if y is not None else None)
         z = noise()
         alpha = torch.rand(batch_size, generator=generator)[part] if game.gp_weight else None

@@ -10,6 +10,7 @@ import torch
 from gankit.config import TrainConfig, parse_policy
 from gankit.data import is_toy, load_images, make_toy, to_model_range
 from gankit.data.batches import ImageBatches, ToyBatches
+from gankit.data.folders import FolderOptions
 from gankit.distributed import Dist
 from gankit.errors import ConfigError
 from gankit.models import NetSpec, build
@@ -26,11 +27,12 @@ def load_data(cfg: TrainConfig):
         kwargs = {k: v for k, v in (("scale", cfg.toy_scale), ("std", cfg.toy_std)) if v is not None}
         dist = make_toy(cfg.data, **kwargs)
         return dist, dict(channels=2, resolution=0, num_classes=0), f"{cfg.data} ({dist.num_modes} modes)"
-    images = load_images(cfg.data, "train", data_dir=cfg.data_dir)
+    images = load_images(cfg.data, "train", data_dir=cfg.data_dir, folder=FolderOptions.from_config(cfg))
     n, c, h, w = images.x.shape
     shape = dict(channels=c, resolution=h, num_classes=images.num_classes)
-    scale = "" if images.scale.startswith("uint8") else f", {images.scale}"
-    return images, shape, f"{images.name} ({n} images {c}×{h}×{w}, {images.num_classes or 'no'} classes{scale})"
+    notes = ([] if images.scale.startswith("uint8") else [images.scale]) + list(images.notes)
+    extra = "".join(f", {note}" for note in notes)
+    return images, shape, f"{images.name} ({n} images {c}×{h}×{w}, {images.num_classes or 'no'} classes{extra})"
 
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -72,4 +74,5 @@ def build_state(cfg: TrainConfig, spec: NetSpec, data, dist: Dist, device: torch
         ema=cfg.ema,
         rank=dist.rank,
         world_size=dist.world_size,
+        mirror=cfg.mirror,
     )

@@ -61,6 +61,7 @@ class TrainState:
     D_train: nn.Module | None = None
     rank: int = 0
     world_size: int = 1
+    mirror: bool = False  # flip half the real images left-right, drawn per batch (--mirror)
 
     def __post_init__(self):
         self.G_train = self.G_train if self.G_train is not None else self.G

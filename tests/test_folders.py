@@ -1,0 +1,127 @@
+"""Folders of pictures as users have them: mixed sizes, aspects and modes, stray files, a few broken images."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gankit.data import load_images
+from gankit.data.folders import FolderOptions, choose_side
+from gankit.errors import ConfigError, DataError
+from gankit.training.session import train
+
+
+def messy_folder(root):
+    """32×32 RGB, a 48×48 RGBA with garbage colour under transparent pixels, a 40×60 grey photo, and stray files."""
+    root.mkdir(parents=True)
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(root / "a.png")
+    rgba = np.zeros((48, 48, 4), np.uint8)
+    rgba[..., :3] = (255, 0, 255)  # what a transparent pixel stores is arbitrary
+    rgba[12:36, 12:36] = (0, 0, 255, 255)  # an opaque blue square
+    Image.fromarray(rgba, "RGBA").save(root / "b.png")
+    Image.new("L", (40, 60), 90).save(root / "c.jpg")
+    (root / "notes.txt").write_text("taken in 2019")
+    (root / "Thumbs.db").write_bytes(b"\0" * 10)
+    return root
+
+
+def test_a_messy_folder_reads_as_one_tensor_and_says_what_was_done(tmp_path):
+    data = load_images(str(messy_folder(tmp_path / "pics")))
+    assert data.x.shape == (3, 3, 32, 32) and choose_side([(32, 32), (48, 48), (40, 60)]) == 32
+    assert data.x[1, :, 0, 0].tolist() == [255, 255, 255]  # transparent: the white background, not magenta
+    assert data.x[1, :, 16, 16].tolist() == [0, 0, 255]  # the opaque square, kept
+    assert data.x[2, :, 16, 16].tolist() == [90, 90, 90]  # the grey photo, in colour like the rest
+    notes = " ".join(data.notes)
+    assert "2 files that are not images skipped" in notes and "images of 3 sizes" in notes
+    assert "centre-cropped to square and resized to 32×32" in notes and notes.endswith("colour")
+
+
+@pytest.mark.parametrize("fit, corner", [("crop", 90), ("pad", 0), ("stretch", 90)])
+def test_fit_crop_pad_or_stretch(tmp_path, fit, corner):
+    root = tmp_path / "tall"
+    root.mkdir()
+    for i in range(2):
+        Image.new("L", (20, 40), 90).save(root / f"{i}.png")
+    data = load_images(str(root), folder=FolderOptions(fit=fit, background="black", side=16))
+    assert data.x.shape == (2, 1, 16, 16)  # all grey: one channel
+    assert data.x[0, 0, 8, 0].item() == corner  # pad letterboxes onto the background (black); the others fill it
+
+
+def test_a_few_unreadable_images_are_skipped_and_more_are_refused(tmp_path):
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(100):
+        Image.new("RGB", (8, 8), (i, i, i)).save(root / f"{i:03d}.png")
+    (root / "bad1.png").write_bytes(b"\x89PNG not really")
+    data = load_images(str(root))  # 1 of 101: within --max-bad 0.01
+    assert data.x.shape[0] == 100 and "1 unreadable images skipped (bad1.png:" in " ".join(data.notes)
+    (root / "bad2.jpg").write_bytes(b"\xff\xd8 broken")
+    with pytest.raises(DataError, match=r"2 of 102 images .* are unreadable, more than --max-bad 0.01 allows: bad1"):
+        load_images(str(root))
+    assert load_images(str(root), folder=FolderOptions(max_bad=0.05)).x.shape[0] == 100
+
+
+def test_training_on_a_messy_folder_states_it_and_eval_reads_it_the_same_way(tmp_path, capsys, monkeypatch):
+    from conftest import tiny_extractor
+
+    from gankit.cli import main
+    from gankit.metrics import inception
+
+    root = messy_folder(tmp_path / "pics")
+    for i in range(13):  # enough images for a batch
+        Image.new("RGB", (30 + i, 36), (i * 10, 50, 100)).save(root / f"x{i}.png")
+    run = train(
+        data=str(root),
+        steps=2,
+        width_g=8,
+        width_d=8,
+        batch_size=8,
+        grid_size=4,
+        fit="pad",
+        background="0,0,0",
+        out=str(tmp_path / "r"),
+        show_progress=False,
+    )
+    err = capsys.readouterr().err
+    assert "on pics (16 images 3×32×32, no classes, 2 files that are not images skipped" in err
+    assert "padded to square and resized to 32×32, colour)" in err
+    monkeypatch.setattr(inception, "load_inception", lambda path=None, fast=False, resize="bilinear": tiny_extractor())
+    assert main(["eval", str(run), "--metrics", "fid", "--n", "16", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["protocol"]["reference"] == {
+        "data": "pics",
+        "split": "all",
+        "n_real": 16,
+    }
+
+
+def test_bad_folder_settings_are_one_sentence():
+    from gankit.config import from_dict
+
+    with pytest.raises(ConfigError, match="background must be white, black or R,G,B"):
+        from_dict({"background": "300,0,0"})
+    with pytest.raises(ConfigError, match="fit must be one of crop, pad, stretch"):
+        from_dict({"fit": "zoom"})
+
+
+def test_mirror_flips_about_half_the_real_images_the_same_way_on_resume(tmp_path, tiny_images, monkeypatch):
+    from gankit.training import engine
+
+    seen = []
+    real_d_step = engine.d_step
+
+    def recording(D, opt_d, game, precision, x, *rest, **kw):
+        seen.append(x.clone())
+        return real_d_step(D, opt_d, game, precision, x, *rest, **kw)
+
+    monkeypatch.setattr(engine, "d_step", recording)
+    common = dict(data=str(tiny_images), width_g=8, width_d=8, batch_size=32, grid_size=4, show_progress=False)
+    train(out=str(tmp_path / "plain"), steps=2, **common)
+    train(out=str(tmp_path / "mirror"), steps=2, mirror=True, **common)
+    plain, mirrored = seen[:2], seen[2:]
+    for p, m in zip(plain, mirrored):
+        same = (p == m).flatten(1).all(1)
+        flipped = (p.flip(-1) == m).flatten(1).all(1)
+        assert (same | flipped).all() and 8 <= int((flipped & ~same).sum()) <= 24  # about half of 32 flipped
+    with pytest.raises(ConfigError, match="--mirror flips images"):
+        train(data="ring8", mirror=True, steps=1, out=str(tmp_path / "toy"), show_progress=False)
