@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test data clean
+.PHONY: setup demo test data emoji clean
 
 setup: $(STAMP) data
 
@@ -23,6 +23,18 @@ data:
 	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
 		|| echo "note: could not install dataset-fashion-mnist; gankit will look elsewhere"; fi
+
+# The colour benchmark folder for 64-px work (benchmarks only; tests never download): Apple's emoji as 64×64 RGBA
+# PNGs, from the npm registry's emoji-datasource-apple package, into data/emoji/ (git-ignored).
+EMOJI_VERSION := 16.0.0
+emoji: data/emoji/.done
+data/emoji/.done:
+	rm -rf data/emoji && mkdir -p data/emoji
+	cd data/emoji && npm pack --silent emoji-datasource-apple@$(EMOJI_VERSION) >/dev/null \
+		&& tar -xzf emoji-datasource-apple-$(EMOJI_VERSION).tgz package/img/apple/64 \
+		&& mv package/img/apple/64 images && rm -rf package emoji-datasource-apple-$(EMOJI_VERSION).tgz
+	touch $@
+	@echo "emoji: $$(ls data/emoji/images | wc -l) images in data/emoji/images"
 
 demo: setup
 	rm -rf runs/demo

@@ -224,7 +224,7 @@ def test_the_training_line_states_how_float_pixels_were_read(tmp_path, capsys):
         out=str(tmp_path / "r"),
         show_progress=False,
     )
-    assert "64 images 1×16×16, no classes, floats read as [0, 1])" in capsys.readouterr().err
+    assert "64 images 1×16×16, no classes, floats read as [0, 1]," in capsys.readouterr().err
     mean = load_images(str(tmp_path / "unit.npz")).x.float().mean().item()
     assert mean == pytest.approx(x.mean() * 255, abs=0.5)
 

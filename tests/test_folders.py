@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from gankit.data import load_images
@@ -85,7 +86,7 @@ def test_training_on_a_messy_folder_states_it_and_eval_reads_it_the_same_way(tmp
     )
     err = capsys.readouterr().err
     assert "on pics (16 images 3×32×32, no classes, 2 files that are not images skipped" in err
-    assert "padded to square and resized to 32×32, colour)" in err
+    assert "padded to square and resized to 32×32, colour, too few images to hold 5% out" in err
     monkeypatch.setattr(inception, "load_inception", lambda path=None, fast=False, resize="bilinear": tiny_extractor())
     assert main(["eval", str(run), "--metrics", "fid", "--n", "16", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["protocol"]["reference"] == {
@@ -125,3 +126,33 @@ def test_mirror_flips_about_half_the_real_images_the_same_way_on_resume(tmp_path
         assert (same | flipped).all() and 8 <= int((flipped & ~same).sum()) <= 24  # about half of 32 flipped
     with pytest.raises(ConfigError, match="--mirror flips images"):
         train(data="ring8", mirror=True, steps=1, out=str(tmp_path / "toy"), show_progress=False)
+
+
+def test_a_folder_or_npz_holds_out_the_same_images_for_every_run(tmp_path, tiny_images, capsys):
+    from gankit.data.sources import held_out_part
+
+    options = FolderOptions(holdout=0.05)
+    train_part = load_images(str(tiny_images), "train", folder=options)
+    held = load_images(str(tiny_images), "test", folder=options)
+    whole = load_images(str(tiny_images))
+    assert (train_part.split, held.split, whole.split) == ("train", "held-out", "all")
+    assert held.x.shape[0] == 13 and train_part.x.shape[0] == 243  # round(0.05 · 256)
+    rows = sorted(tuple(r.flatten().tolist()) for r in whole.x)
+    parts = sorted(tuple(r.flatten().tolist()) for r in torch.cat([train_part.x, held.x]))
+    assert parts == rows  # disjoint and complete: every image in exactly one part
+    assert "5% held out for evaluation (13 images)" in train_part.notes
+    few = held_out_part(load_images(str(tiny_images)), 0.01, "test")  # 3 images: too few to measure anything
+    assert few.split == "all" and "too few images to hold 1% out" in few.notes[-1]
+    run = train(
+        data=str(tiny_images),
+        steps=1,
+        width_g=8,
+        width_d=8,
+        batch_size=32,
+        grid_size=4,
+        seed=7,
+        out=str(tmp_path / "r"),
+        show_progress=False,
+    )
+    assert json.loads((run / "config.json").read_text())["holdout"] == 0.05  # recorded: the run's reference is known
+    assert "243 images 1×16×16, 2 classes, 5% held out for evaluation (13 images))" in capsys.readouterr().err

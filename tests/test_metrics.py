@@ -160,14 +160,15 @@ def test_eval_cli_on_an_image_run_with_a_stand_in_extractor(tmp_path, tiny_image
     monkeypatch.setattr(
         inception, "load_inception", lambda path=None, fast=False, resize="bilinear": tiny_extractor(resize)
     )
-    args = ["eval", str(run), "--n", "40", "--json"]
+    args = ["eval", str(run), "--n", "40", "--metrics", "fid,kid,pr", "--json"]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["metrics"]) == {"fid", "kid", "kid_std", "precision", "recall"}
     assert result["metrics"]["fid"] > 0 and result["protocol"]["n_fake"] == 40
-    assert result["protocol"]["reference"]["n_real"] == 40 and result["protocol"]["resize"].startswith("bilinear")
-    # an .npz has no test split: the protocol names what was used, the whole file, not "test"
-    assert result["protocol"]["reference"]["split"] == "all"
+    # an .npz has no test split of its own: 5% of it (13 of 256 images) was held out from training, and the
+    # protocol names that part, not "test"
+    assert result["protocol"]["reference"] == {"data": "tiny", "split": "held-out", "n_real": 13}
+    assert result["protocol"]["resize"].startswith("bilinear")
     assert json.loads((run / "eval.json").read_text())["metrics"] == result["metrics"]
     assert main(args) == 0  # the second time the reference features come from the cache
     assert json.loads(capsys.readouterr().out)["metrics"] == result["metrics"]
@@ -306,9 +307,23 @@ def test_eval_overfit_on_a_named_dataset_and_a_clear_error_without_a_test_split(
         batch_size=32,
         out=str(tmp_path / "npz"),
         show_progress=False,
+        holdout=0,
     )
     assert main(["eval", str(folder_run), "--metrics", "overfit"]) == 2
-    assert "needs a named dataset" in capsys.readouterr().err
+    assert "needs a named dataset (with a test split) or a run that held images out" in capsys.readouterr().err
+    held = train(
+        data=str(tiny_images),
+        steps=5,
+        width_g=8,
+        width_d=8,
+        batch_size=32,
+        out=str(tmp_path / "held"),
+        show_progress=False,
+    )  # an .npz holds 5% out by default
+    assert "overfit" in parse_metrics(None, str(tiny_images), holdout=0.05)
+    assert main(["eval", str(held), "--metrics", "overfit", "--json"]) == 0
+    overfit = json.loads(capsys.readouterr().out)["protocol"]["overfit"]
+    assert overfit["n_real"] == 13 and overfit["splits"] == ["train", "test"]
 
 
 def test_fid_of_any_two_sources_and_it_equals_real_vs_real_on_the_floor(tmp_path, tiny_images, monkeypatch, capsys):

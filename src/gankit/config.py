@@ -74,6 +74,9 @@ class TrainConfig:
                                    "black or R,G,B")
     max_bad: float = opt(0.01, "image folders: the share of unreadable images skipped with a warning before the folder "
                                "is refused", interval=(0, 1, True, True))
+    holdout: float | None = opt(None, "folders and .npz: the share of images held out from training, gankit eval's "
+                                      "reference; None = 0.05 there (named datasets have test splits)",
+                                interval=(0, 1, True, False))
     mirror: bool = opt(False, "random horizontal flips of the real images, drawn from the seed and step "
                               "(StyleGAN2-ADA's --mirror)")
     # Model

@@ -30,12 +30,14 @@ class FolderOptions:
     background: str = "white"  # white, black or R,G,B: under transparent pixels, and pad's borders
     side: int | None = None  # the side every image is fitted to; None = the images' own when all are one square size
     max_bad: float = 0.01  # the share of unreadable images skipped (with a warning) before the folder is refused
+    holdout: float = 0.0  # folders and .npz: the share held out from training, gankit eval's reference
 
     @classmethod
     def from_config(cls, cfg) -> FolderOptions:
         """From a TrainConfig or a run's config.json (a dict); runs from before these settings read as the defaults."""
         get = cfg.get if isinstance(cfg, dict) else (lambda key, default=None: getattr(cfg, key, default))
-        return cls(get("fit", "crop"), get("background", "white"), get("resolution"), get("max_bad", 0.01))
+        holdout = get("holdout") or 0.0  # runs from before --holdout trained on the whole folder
+        return cls(get("fit", "crop"), get("background", "white"), get("resolution"), get("max_bad", 0.01), holdout)
 
 
 def list_folder(root: Path) -> tuple[list[Path], list[Path]]:

@@ -29,7 +29,7 @@ class ImageData:
     class_names: list[str] | None  # None when unlabelled or the names are unknown
     name: str  # dataset name, or the folder / file name
     source: str  # path it was read from
-    split: str = "all"  # the named split read (train, test), or all: a folder or .npz read whole, no held-out part
+    split: str = "all"  # the split read: train, test, held-out (a folder's or .npz's --holdout), or all (read whole)
     scale: str = "uint8 0..255"  # how the stored pixel values were read, stated on the training line
     notes: tuple[str, ...] = ()  # what reading did to the files (skipped, resized, composited), for the training line
 

@@ -5,6 +5,7 @@ A name is looked up in order: the `data_dir` argument (or else `$GANKIT_DATA`), 
 as Debian's `/usr/share/datasets/fashion-mnist`; and last a download into the cache, checked against its SHA-256.
 """
 
+import dataclasses
 import http.client
 import os
 import shutil
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import torch
+
 from gankit.data.folders import FolderOptions
 from gankit.data.readers import (
     ImageData,
@@ -25,6 +28,7 @@ from gankit.data.readers import (
     read_idx_pair,
     read_npz,
 )
+from gankit.data.streams import Stream, seeded
 from gankit.data.toy import TOY
 from gankit.errors import DataError
 from gankit.files import atomic_write, sha256_file
@@ -157,15 +161,45 @@ def load_images(
     if name in REGISTRY:
         return _load_named(name, split, data_dir, download)
     path = Path(data).expanduser()
+    folder = folder or FolderOptions()
     if path.is_dir():
-        return read_folder(path, folder or FolderOptions())
+        return held_out_part(read_folder(path, folder), folder.holdout, split)
     if path.is_file() and path.suffix.lower() == ".npz":
-        return read_npz(path)
+        return held_out_part(read_npz(path), folder.holdout, split)
     if path.exists():
         raise DataError(f"{path} is neither a folder of images nor an .npz file.")
     raise DataError(
         f"{data!r} is not a known dataset ({', '.join(REGISTRY)}) nor an existing folder or .npz file; "
         f"toy distributions ({', '.join(TOY)}) are 2-D points, not images."
+    )
+
+
+MIN_HELD_OUT = 10  # fewer held-out images than this measure nothing: the set is then used whole
+
+
+def held_out_part(images: ImageData, holdout: float, split: str) -> ImageData:
+    """The training part (split "train") or the held-out part ("test") of a folder or .npz: a share `holdout` of
+    its images, drawn with seed 0 whatever the run's seed, so every run on the data is judged on the same images.
+    With no holdout, or too few images for one, the whole set is returned as split "all" (and says so)."""
+    n = images.x.shape[0]
+    n_held = round(holdout * n)
+    if holdout <= 0:
+        return images
+    if n_held < MIN_HELD_OUT or n - n_held < MIN_HELD_OUT:
+        note = (
+            f"too few images to hold {holdout:.0%} out (fewer than {MIN_HELD_OUT}): evaluation uses the training images"
+        )
+        return dataclasses.replace(images, notes=(*images.notes, note))
+    order = torch.randperm(n, generator=seeded(0, Stream.HOLDOUT))
+    held = split == "test"
+    idx = (order[:n_held] if held else order[n_held:]).sort().values
+    note = f"{holdout:.0%} held out for evaluation ({n_held} images)"
+    return dataclasses.replace(
+        images,
+        x=images.x[idx],
+        y=images.y[idx] if images.y is not None else None,
+        split="held-out" if held else "train",
+        notes=(*images.notes, note),
     )
 
 

@@ -39,14 +39,14 @@ DOMAIN_METRICS = ("coverage", "dfid")  # need a domain classifier for the datase
 IMAGE_METRICS = INCEPTION_METRICS + DOMAIN_METRICS + ("overfit",)  # overfit: needs a held-out split
 
 
-def parse_metrics(text: str | None, data: str | None = None) -> list[str]:
+def parse_metrics(text: str | None, data: str | None = None, holdout: float = 0.0) -> list[str]:
     """The requested metrics; None = fid, kid, pr, plus coverage and dfid where a domain classifier exists, and
     overfit where the data has a held-out split."""
     if text is None:
         return (
             list(INCEPTION_METRICS)
             + (list(DOMAIN_METRICS) if data and has_classifier(data) else [])
-            + (["overfit"] if data and has_held_out_split(data) else [])
+            + (["overfit"] if data and has_held_out_split(data, holdout) else [])
         )
     names = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in IMAGE_METRICS]
@@ -55,9 +55,10 @@ def parse_metrics(text: str | None, data: str | None = None) -> list[str]:
     return names
 
 
-def has_held_out_split(data: str) -> bool:
-    """Named datasets have a test split apart from the training images; a folder or .npz is one set."""
-    return str(data).lower().replace("_", "-") in REGISTRY
+def has_held_out_split(data: str, holdout: float = 0.0) -> bool:
+    """Named datasets have a test split apart from the training images; a folder or .npz has one where its run held
+    images out (--holdout)."""
+    return str(data).lower().replace("_", "-") in REGISTRY or bool(holdout)
 
 
 def has_classifier(data: str) -> bool:
@@ -112,7 +113,7 @@ def reference_features(
     """
     tag = "bf16" if extractor.bf16 else "fp32"
     source = str(Path(data).resolve()) if Path(data).exists() else f"{data}|{data_dir or ''}"
-    if Path(data).is_dir():  # how its pictures were fitted is part of what the features describe
+    if Path(data).exists():  # how a folder's pictures were fitted, and what was held out, is part of the reference
         source += f"|{folder or FolderOptions()}"
     digest = hashlib.sha256(source.encode()).hexdigest()[:8]
     key = re.sub(
@@ -171,15 +172,17 @@ def evaluate_run(
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     if metrics is None:  # the defaults; overfit only where the reference is held out
-        metrics = [m for m in parse_metrics(None, cfg["data"]) if m != "overfit" or ref != "train"]
+        metrics = [
+            m for m in parse_metrics(None, cfg["data"], cfg.get("holdout") or 0.0) if m != "overfit" or ref != "train"
+        ]
     ema = has_ema(cfg) if ema is None else ema
     G, D, spec, step = load_networks(run_dir, ema=ema)
     if spec.resolution == 0:
         raise ConfigError(f"{run_dir} is a 2-D toy run: run `gankit eval {run_dir}` without --metrics")
-    if "overfit" in metrics and (ref == "train" or not has_held_out_split(cfg["data"])):
+    if "overfit" in metrics and (ref == "train" or not has_held_out_split(cfg["data"], cfg.get("holdout") or 0.0)):
         raise ConfigError(
             "the overfit metric compares D on training and held-out images: it needs a named dataset "
-            "(with a test split) and --ref test"
+            "(with a test split) or a run that held images out (--holdout), and --ref test"
         )
     folder = FolderOptions.from_config(cfg)
     labels = reference_labels(cfg["data"], ref, n, spec.num_classes, cfg.get("data_dir"), seed, folder)

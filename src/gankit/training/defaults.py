@@ -10,6 +10,7 @@ import torch
 
 from gankit import host
 from gankit.config import TrainConfig, parse_policy
+from gankit.data import REGISTRY, is_toy
 from gankit.errors import ConfigError
 from gankit.models import NetSpec, dcgan_plan
 from gankit.training.losses import LOSSES
@@ -54,6 +55,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
     # Fashion-MNIST to a clearly lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs/performance.md).
     lr = {"wgan": 5e-5, "wgan-gp": 1e-4}.get(cfg.loss, 4e-4 if dcgan else 2e-4)
     lr_g = cfg.lr_g or lr
+    holdout = holdout_for(cfg)
     return dataclasses.replace(
         cfg,
         model=model,
@@ -74,6 +76,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         batch_size=cfg.batch_size or (32 if not toy else 256),
         n_critic=cfg.n_critic or (5 if cfg.loss in ("wgan", "wgan-gp") else 1),
         lr_g=lr_g,
+        holdout=holdout,
         lr_d=cfg.lr_d or lr_g,
         precision={"auto": "bf16" if auto_bf16 else "fp32"}.get(cfg.precision, cfg.precision),
         out=cfg.out or f"runs/{Path(cfg.data).stem}-{cfg.loss}",
@@ -105,6 +108,19 @@ def dcgan_widths(resolution: int, device: torch.device, max_minutes: float | Non
     if not short_budget and (host.current().vectors == "AVX512" or fast_bf16(device)):
         return 96, 64
     return 48, 32
+
+
+def holdout_for(cfg: TrainConfig) -> float:
+    """The share of a folder or .npz held out from training (0.05 unless set): gankit eval's reference, so that
+    folders are judged on images their run never saw, as named datasets are on their test splits."""
+    if is_toy(cfg.data) or is_named(cfg.data):
+        return 0.0
+    return cfg.holdout if cfg.holdout is not None else 0.05
+
+
+def is_named(data: str) -> bool:
+    """A dataset gankit knows by name (it has its own test split)."""
+    return str(data).lower().replace("_", "-") in REGISTRY
 
 
 def device_for(name: str) -> torch.device:

@@ -4,6 +4,7 @@ game's rules, the arithmetic and the batches — one TrainState."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 
@@ -14,7 +15,7 @@ from gankit.data.folders import FolderOptions
 from gankit.distributed import Dist
 from gankit.errors import ConfigError
 from gankit.models import NetSpec, build
-from gankit.training.defaults import make_optimizer
+from gankit.training.defaults import holdout_for, make_optimizer
 from gankit.training.losses import LOSSES
 from gankit.training.state import Game, Precision, TrainState
 
@@ -27,7 +28,8 @@ def load_data(cfg: TrainConfig):
         kwargs = {k: v for k, v in (("scale", cfg.toy_scale), ("std", cfg.toy_std)) if v is not None}
         dist = make_toy(cfg.data, **kwargs)
         return dist, dict(channels=2, resolution=0, num_classes=0), f"{cfg.data} ({dist.num_modes} modes)"
-    images = load_images(cfg.data, "train", data_dir=cfg.data_dir, folder=FolderOptions.from_config(cfg))
+    folder = dataclasses.replace(FolderOptions.from_config(cfg), holdout=holdout_for(cfg))
+    images = load_images(cfg.data, "train", data_dir=cfg.data_dir, folder=folder)
     n, c, h, w = images.x.shape
     shape = dict(channels=c, resolution=h, num_classes=images.num_classes)
     notes = ([] if images.scale.startswith("uint8") else [images.scale]) + list(images.notes)
