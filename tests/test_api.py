@@ -83,3 +83,26 @@ def test_callbacks_see_every_step_log_checkpoint(tmp_path, tiny_toy):
     assert [s for s, _ in seen.steps] == list(range(1, 101)) and all(training for _, training in seen.steps)
     assert [s for s, _ in seen.logs] == list(range(10, 101, 10)) and "loss_d" in seen.logs[0][1]
     assert seen.checkpoints == [(50, "step_0000050.safetensors"), (100, "step_0000100.safetensors")]
+
+
+def test_sample_sets_export_as_pngs_or_one_npz_with_their_provenance(image_run, tmp_path):
+    import numpy as np
+
+    folder = tmp_path / "set"
+    assert main(["sample", str(image_run), "--n", "12", "--format", "png", "--out", str(folder), "--seed", "2"]) == 0
+    files = sorted(p.name for p in folder.glob("*.png"))
+    assert files[0] == "000000.png" and len(files) == 12 and Image.open(folder / files[0]).size == (16, 16)
+    assert (folder / "labels.csv").read_text().splitlines()[:3] == ["file,label", "000000.png,0", "000001.png,1"]
+    record = json.loads((folder / "samples.json").read_text())
+    assert (record["n"], record["seed"], record["weights"], record["truncation"]) == (12, 2, "G", None)
+    npz = tmp_path / "set.npz"
+    assert main(["sample", str(image_run), "--n", "12", "--format", "npz", "--out", str(npz), "--seed", "2"]) == 0
+    with np.load(npz) as arrays:
+        assert arrays["x"].shape == (12, 16, 16, 1) and arrays["y"].tolist() == [0, 1] * 6
+        assert np.array_equal(arrays["x"][3, :, :, 0], np.asarray(Image.open(folder / "000003.png")))  # the same set
+    # the truncation trick: z within ±0.5 only, a narrower set of samples
+    narrow = gankit.load(image_run, ema=False).generate(64, seed=2, truncation=0.5)
+    wide = gankit.load(image_run, ema=False).generate(64, seed=2)
+    assert narrow.std(0).mean() < wide.std(0).mean()
+    assert main(["sample", str(image_run), "--truncation", "0.5", "--out", str(tmp_path / "g.png")]) == 2
+    assert main(["sample", str(image_run), "--format", "png", "--out", str(npz)]) == 2  # a file, not a folder

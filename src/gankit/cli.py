@@ -157,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--label", type=int, help="class to draw (conditional runs); default: cycle through classes")
     sample.add_argument("--ema", action="store_true", help="use the exponential moving average of G's weights")
     sample.add_argument("--nrow", type=int, help="images per grid row [√n]")
+    sample.add_argument(
+        "--format",
+        choices=("grid", "png", "npz"),
+        default="grid",
+        help="grid: one PNG of all samples; png: --out is a folder of one PNG per sample (+ labels.csv); "
+        "npz: one array x (N, H, W, C) uint8 (+ y) [grid]",
+    )
+    sample.add_argument("--truncation", type=float, metavar="PSI", help="redraw latent coordinates beyond ±PSI")
     evaluate = commands.add_parser(
         "eval",
         help="measure a run (FID, KID, precision/recall; toy-data metrics)",
@@ -365,7 +373,15 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from gankit.tools.sample import sample_to_file
+    from gankit.tools.sample import export, sample_to_file
+
+    if args.format != "grid":
+        if args.per_class or args.nrow:
+            raise ConfigError("--per-class and --nrow are for --format grid")
+        print(export(args.run, args.out, args.n, args.format, args.seed, args.label, args.ema, args.truncation))
+        return 0
+    if args.truncation is not None:
+        raise ConfigError("--truncation is for --format png or npz (sample sets for other tools)")
 
     out = sample_to_file(
         args.run,

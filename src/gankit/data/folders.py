@@ -62,23 +62,22 @@ def decode(path: Path, background: tuple[int, int, int]) -> np.ndarray:
             return np.rint(np.asarray(image, dtype=np.float64).clip(0, 65535) / 257).astype(np.uint8)
         if image.mode == "P":
             image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        elif image.mode in ("1", "L") or image.mode == "CMYK" or image.mode == "F":
-            image = image.convert("L" if image.mode != "CMYK" else "RGB")
-        if image.mode in ("LA", "La", "PA", "RGBa"):
+        elif image.mode in ("1", "F"):
+            image = image.convert("L")
+        elif image.mode in ("LA", "La", "PA", "RGBa"):
             image = image.convert("RGBA")
         if image.mode == "RGBA":
             alpha = np.asarray(image.getchannel("A"), dtype=np.float32)[:, :, None] / 255
             rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-            composited = rgb * alpha + np.asarray(background, dtype=np.float32) * (1 - alpha)
-            array = np.rint(composited).astype(np.uint8)
-            grey = (array[:, :, 0] == array[:, :, 1]).all() and (array[:, :, 1] == array[:, :, 2]).all()
-            return array[:, :, 0].copy() if grey and _was_grey(image) else array
+            array = np.rint(rgb * alpha + np.asarray(background, dtype=np.float32) * (1 - alpha)).astype(np.uint8)
+            grey = _channels_equal(image) and len(set(background)) == 1  # grey on a grey background stays grey
+            return array[:, :, 0].copy() if grey else array
         if image.mode == "L":
             return np.asarray(image)
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(image.convert("RGB"))  # RGB, CMYK, YCbCr, LAB, HSV
 
 
-def _was_grey(image: Image.Image) -> bool:
+def _channels_equal(image: Image.Image) -> bool:
     r, g, b, _ = image.split()
     return r.tobytes() == g.tobytes() == b.tobytes()
 

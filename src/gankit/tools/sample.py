@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from gankit.data.streams import Stream, seeded
 from gankit.errors import ConfigError
+from gankit.files import atomic_write, write_json, write_text
 from gankit.images import grid, save_png, to_uint8
 from gankit.runs import labels_for, load
 
@@ -37,6 +39,52 @@ def sample_to_file(
     labels = torch.arange(run.spec.num_classes).repeat_interleave(n)  # one row of n per class
     save_png(grid(to_uint8(run.generate(len(labels), labels, seed)), nrow=n), out)
     return Path(out)
+
+
+def export(
+    run_dir: str | Path,
+    out: str | Path,
+    n: int,
+    fmt: str = "png",
+    seed: int = 0,
+    label: int | None = None,
+    ema: bool | None = None,
+    truncation: float | None = None,
+) -> Path:
+    """n samples as files to use elsewhere (another FID tool, a dataset): `png` writes OUT/000000.png … (and
+    labels.csv for a conditional G), `npz` one array x (N, H, W, C) uint8 (and y); either with samples.json, which
+    records the run, step, weights, seed and truncation the samples came from."""
+    if n < 1:
+        raise ConfigError(f"--n must be at least 1, got {n}")
+    run = load(run_dir, ema=ema)
+    if run.spec.resolution == 0:
+        raise ConfigError(f"{run_dir} is a 2-D toy run: export its points with gankit.load(run).generate(n)")
+    labels = labels_for(run.spec.num_classes, n, label)
+    images = to_uint8(run.generate(n, labels, seed, truncation)).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
+    out = Path(out)
+    record = {"run": str(run_dir), "step": run.step, "weights": "G_ema" if run.ema else "G", "n": n, "seed": seed,
+              "truncation": truncation, "format": fmt}  # fmt: skip
+    if fmt == "npz":
+        arrays = {"x": images} | ({"y": labels.numpy()} if labels is not None else {})
+
+        def write_npz(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: given a name, np.savez would append ".npz" to it
+                np.savez(f, **arrays)
+
+        atomic_write(out, write_npz)
+        write_json(out.with_suffix(".json"), record)
+        return out
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; --format png writes a folder of images")
+    out.mkdir(parents=True, exist_ok=True)
+    width = max(6, len(str(n - 1)))
+    for i, image in enumerate(images):
+        save_png(torch.from_numpy(image).permute(2, 0, 1), out / f"{i:0{width}d}.png")
+    if labels is not None:
+        rows = "".join(f"{i:0{width}d}.png,{int(y)}\n" for i, y in enumerate(labels))
+        write_text(out / "labels.csv", "file,label\n" + rows)
+    write_json(out / "samples.json", record)
+    return out
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
