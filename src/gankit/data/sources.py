@@ -177,29 +177,37 @@ def load_images(
 MIN_HELD_OUT = 10  # fewer held-out images than this measure nothing: the set is then used whole
 
 
-def held_out_part(images: ImageData, holdout: float, split: str) -> ImageData:
-    """The training part (split "train") or the held-out part ("test") of a folder or .npz: a share `holdout` of
-    its images, drawn with seed 0 whatever the run's seed, so every run on the data is judged on the same images.
-    With no holdout, or too few images for one, the whole set is returned as split "all" (and says so)."""
-    n = images.x.shape[0]
+def held_out_order(n: int, holdout: float) -> tuple[torch.Tensor, int] | None:
+    """(a permutation of n images, how many of its first ones are held out), or None where no holdout is asked for
+    or too few images would be held out (or left) to measure anything. Seed 0 whatever the run's seed, so every run
+    on the same data is judged on the same images."""
     n_held = round(holdout * n)
+    if holdout <= 0 or n_held < MIN_HELD_OUT or n - n_held < MIN_HELD_OUT:
+        return None
+    return torch.randperm(n, generator=seeded(0, Stream.HOLDOUT)), n_held
+
+
+def held_out_part(images: ImageData, holdout: float, split: str) -> ImageData:
+    """The training part (split "train") or the held-out part ("test") of a folder or .npz, a share `holdout` of
+    its images (held_out_order). With no holdout, or too few images for one, the whole set is returned as split
+    "all" (and says so)."""
     if holdout <= 0:
         return images
-    if n_held < MIN_HELD_OUT or n - n_held < MIN_HELD_OUT:
+    drawn = held_out_order(images.x.shape[0], holdout)
+    if drawn is None:
         note = (
             f"too few images to hold {holdout:.0%} out (fewer than {MIN_HELD_OUT}): evaluation uses the training images"
         )
         return dataclasses.replace(images, notes=(*images.notes, note))
-    order = torch.randperm(n, generator=seeded(0, Stream.HOLDOUT))
+    order, n_held = drawn
     held = split == "test"
     idx = (order[:n_held] if held else order[n_held:]).sort().values
-    note = f"{holdout:.0%} held out for evaluation ({n_held} images)"
     return dataclasses.replace(
         images,
         x=images.x[idx],
         y=images.y[idx] if images.y is not None else None,
         split="held-out" if held else "train",
-        notes=(*images.notes, note),
+        notes=(*images.notes, f"{holdout:.0%} held out for evaluation ({n_held} images)"),
     )
 
 

@@ -1,0 +1,149 @@
+"""`gankit data check PATH`: what a folder of pictures holds before a run trains on it, one line per finding.
+
+Counts per class, sizes and aspects, modes and transparency, stray and unreadable files, exact duplicates (the same
+bytes) and near duplicates (the same perceptual hash), held-out images that also stand in the training part, the
+`--fit` / `--resolution` it recommends, and a contact sheet of 64 images as they will train.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gankit.config import parse_background
+from gankit.data.folders import FolderOptions, choose_side, decode, fit, list_folder
+from gankit.data.sources import held_out_order
+from gankit.data.streams import Stream, seeded
+from gankit.errors import DataError
+from gankit.images import grid, save_png
+
+SHEET_IMAGES = 64
+
+
+def perceptual_hash(array: np.ndarray) -> int:
+    """dHash: the signs of horizontal steps of a 9×8 grey thumbnail, 64 bits; equal for resized, recompressed or
+    slightly recoloured copies of one picture."""
+    grey = Image.fromarray(array).convert("L").resize((9, 8), Image.Resampling.LANCZOS)
+    pixels = np.asarray(grey, dtype=np.int16)
+    bits = (pixels[:, 1:] > pixels[:, :-1]).flatten()
+    return int("".join("1" if b else "0" for b in bits), 2)
+
+
+def _groups(keys: dict[Path, object]) -> list[list[Path]]:
+    by_key = defaultdict(list)
+    for path, key in keys.items():
+        by_key[key].append(path)
+    return [sorted(paths) for paths in by_key.values() if len(paths) > 1]
+
+
+def _named(root: Path, groups: list[list[Path]], most: int = 3) -> str:
+    shown = "; ".join(" = ".join(str(p.relative_to(root)) for p in group[:3]) for group in groups[:most])
+    return shown + (f"; and {len(groups) - most} more groups" if len(groups) > most else "")
+
+
+def check_folder(root: Path, options: FolderOptions = FolderOptions(holdout=0.05), sheet: Path | None = None):
+    """(findings, ok): one line per finding; ok is False where training on the folder would stop."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder.")
+    background = parse_background(options.background)
+    paths, others = list_folder(root)
+    findings, ok = [], True
+    modes, sizes, digests, phashes, arrays, bad = Counter(), {}, {}, {}, {}, []
+    transparent = 0
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                modes[image.mode] += 1
+                has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+            array = decode(path, background)
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+            bad.append((path, str(e).rstrip(".") or type(e).__name__))
+            continue
+        transparent += has_alpha
+        sizes[path] = (array.shape[1], array.shape[0])
+        digests[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+        phashes[path] = perceptual_hash(array)
+        arrays[path] = array
+    kinds = ", ".join(f"{k} ×{n}" for k, n in Counter(p.suffix.lower() or p.name for p in others).most_common(4))
+    stray = f"; {len(others)} other files, skipped when training ({kinds})"
+    findings.append(f"images: {len(paths)}" + (stray if others else ""))
+    if bad:
+        listed = "; ".join(f"{p.relative_to(root)}: {why}" for p, why in bad[:5])
+        too_many = len(bad) > options.max_bad * len(paths)
+        ok &= not too_many
+        verdict = (
+            f"more than --max-bad {options.max_bad:g}: training would stop" if too_many else "skipped when training"
+        )
+        findings.append(f"unreadable: {len(bad)} ({listed}{' …' if len(bad) > 5 else ''}) — {verdict}")
+    if not arrays:
+        findings.append("no readable images: nothing to train on")
+        return findings, False
+    tops = {p: p.relative_to(root).parts for p in arrays}
+    nested = [p for p, parts in tops.items() if len(parts) > 1]
+    if nested:
+        counts = Counter(tops[p][0] for p in nested)
+        listed = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+        findings.append(f"classes: {len(counts)} ({listed})")
+        few = [name for name, n in counts.items() if n < 2]
+        if few:
+            ok = False
+            findings.append(f"class {few[0]} holds {counts[few[0]]} readable image: a class needs 2 or more")
+        if len(nested) < len(arrays):
+            ok = False
+            findings.append("images at the top level beside class sub-folders: put each in a class folder, or none")
+    else:
+        findings.append("classes: none (no sub-folders): G will be unconditional")
+    size_counts = Counter(sizes.values())
+    shown = ", ".join(f"{w}×{h} ×{n}" for (w, h), n in size_counts.most_common(3))
+    findings.append(f"sizes: {len(size_counts)} distinct ({shown}{' …' if len(size_counts) > 3 else ''})")
+    aspects = np.array([w / h for w, h in sizes.values()])
+    square = float(np.mean(np.isclose(aspects, 1.0)))
+    if square == 1:
+        findings.append("aspect: all square")
+    else:
+        findings.append(f"aspect: {square:.0%} square, width/height from {aspects.min():.2f} to {aspects.max():.2f}")
+    findings.append("modes: " + ", ".join(f"{m} ×{n}" for m, n in modes.most_common()))
+    if transparent:
+        findings.append(f"transparency: {transparent} images, composited onto --background {options.background}")
+    findings.append("colour: " + ("all grey: one channel" if all(a.ndim == 2 for a in arrays.values()) else "colour"))
+    exact = _groups(digests)
+    findings.append(f"exact duplicates: {len(exact)} groups" + (f" ({_named(root, exact)})" if exact else ""))
+    near = [g for g in _groups(phashes) if len({digests[p] for p in g}) > 1]
+    findings.append(f"near duplicates: {len(near)} groups" + (f" ({_named(root, near)})" if near else ""))
+    held = _held_out(list(arrays), options.holdout)
+    if held:
+        held_hashes = {phashes[p] for p in held}
+        leaks = [p for p in arrays if p not in held and phashes[p] in held_hashes]
+        findings.append(
+            f"held out: {len(held)} images ({options.holdout:.0%}); "
+            + (f"{len(leaks)} training images look like held-out ones (e.g. {leaks[0].relative_to(root)})"
+               if leaks else "none of them has a near duplicate in the training part")
+        )  # fmt: skip
+    side = options.side or choose_side(list(sizes.values()))
+    far_from_square = float(np.mean((aspects < 0.8) | (aspects > 1.25)))
+    how = "pad" if far_from_square > 0.5 else "crop"
+    why = f"{far_from_square:.0%} of the images are far from square" if how == "pad" else "most are square or nearly"
+    findings.append(f"recommended: --resolution {side} --fit {how} ({why}; median short side "
+                    f"{int(np.median([min(s) for s in sizes.values()]))})")  # fmt: skip
+    if sheet is not None:
+        order = torch.randperm(len(arrays), generator=seeded(0, Stream.SAMPLES))[:SHEET_IMAGES].tolist()
+        chosen = [list(arrays.values())[i] for i in order]
+        fitted = [fit(a, side, how if options.side is None else options.fit, background) for a in chosen]
+        colour = any(a.ndim == 3 for a in fitted)
+        batch = np.stack([np.repeat(a[:, :, None], 3, 2) if colour and a.ndim == 2 else a for a in fitted])
+        batch = torch.from_numpy(batch if batch.ndim == 4 else batch[..., None]).permute(0, 3, 1, 2)
+        save_png(grid(batch.contiguous(), nrow=8), sheet)
+        findings.append(f"contact sheet: {sheet} ({len(fitted)} random images as they will train)")
+    return findings, ok
+
+
+def _held_out(paths: list[Path], holdout: float) -> list[Path]:
+    """The images --holdout keeps out of training: the same draw as training's (held_out_order)."""
+    drawn = held_out_order(len(paths), holdout)
+    return [] if drawn is None else [paths[i] for i in drawn[0][: drawn[1]].tolist()]
