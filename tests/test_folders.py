@@ -180,3 +180,28 @@ def test_data_check_reports_a_folder_one_finding_a_line(tmp_path, capsys):
     assert Image.open(sheet).size == (8 * 34 + 2, 34 + 2)  # the 5 readable images, 8 to a row, at 32 px
     assert main(["data", "check", str(root), "--sheet", "none"]) == 2  # 1 of 6 unreadable: above the 1% default
     assert "more than --max-bad 0.01: training would stop" in capsys.readouterr().out
+
+
+def test_a_folder_is_decoded_once_and_read_from_the_cache_until_it_changes(tmp_path, monkeypatch):
+    import os
+
+    from gankit.data import folders
+
+    root = messy_folder(tmp_path / "pics")
+    first = load_images(str(root))
+    cached = list((tmp_path / "cache" / "gankit" / "folders").glob("pics-*.pt"))
+    assert len(cached) == 1  # $XDG_CACHE_HOME points into tmp_path in tests
+
+    def no_decoding(*args):  # seen by the reader as an unreadable image
+        raise OSError("decoded although the folder had not changed")
+
+    real_decode = folders.decode
+    monkeypatch.setattr(folders, "decode", no_decoding)
+    again = load_images(str(root))
+    assert torch.equal(again.x, first.x) and again.notes == first.notes
+    os.utime(root / "a.png", ns=(1, 1))  # touched: decoded again (here by the stand-in that fails)
+    with pytest.raises(DataError, match="3 of 3 images .* are unreadable"):
+        load_images(str(root))
+    monkeypatch.setattr(folders, "decode", real_decode)
+    assert load_images(str(root), folder=FolderOptions(fit="pad")).x.shape == first.x.shape  # other settings: decoded
+    assert len(list((tmp_path / "cache" / "gankit" / "folders").glob("pics-*.pt"))) == 2  # the first, and pad's

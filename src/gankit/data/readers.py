@@ -4,6 +4,8 @@ Every malformed input raises DataError naming the file; no reader lets an OSErro
 """
 
 import gzip
+import hashlib
+import os
 import pickle
 import zlib
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ import torch.nn.functional as F
 
 from gankit.data.folders import FolderOptions, read_image_folder
 from gankit.errors import DataError
+from gankit.files import atomic_write
 
 _RESIZE_CHUNK = 512  # images per F.interpolate call: bounds the float32 working memory
 
@@ -153,9 +156,22 @@ def read_cifar_batches(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
 # Image folders ----------------------------------------------------------------------------------------------------
 
 
-def read_folder(root: Path, options: FolderOptions = FolderOptions()) -> ImageData:
-    """Every readable image under `root`, fitted to one square side (see gankit.data.folders)."""
-    x, labels, class_names, notes = read_image_folder(root, options)
+def read_folder(root: Path, options: FolderOptions = FolderOptions(), cache: Path | None = None) -> ImageData:
+    """Every readable image under `root`, fitted to one square side (see gankit.data.folders). With `cache` (a
+    folder), the decoded tensor is kept there, keyed by the folder's file list, sizes, modification times and the
+    fitting settings, so the next run on an unchanged folder starts without decoding anything."""
+    path = cache / f"{root.name}-{_folder_key(root, options)}.pt" if cache is not None else None
+    try:
+        saved = torch.load(path, weights_only=True) if path is not None and path.is_file() else None
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+        saved = None  # a damaged cache entry: decode again and overwrite it
+    if saved is not None:
+        x, labels, class_names, notes = saved["x"], saved["y"], saved["class_names"], saved["notes"]
+    else:
+        x, labels, class_names, notes = read_image_folder(root, options)
+        if path is not None:
+            record = {"x": x, "y": labels, "class_names": class_names, "notes": notes}
+            atomic_write(path, lambda tmp: torch.save(record, tmp))
     return ImageData(
         x=x,
         y=labels,
@@ -165,6 +181,18 @@ def read_folder(root: Path, options: FolderOptions = FolderOptions()) -> ImageDa
         source=str(root),
         notes=tuple(notes),
     )
+
+
+def _folder_key(root: Path, options: FolderOptions) -> str:
+    """What the decoded folder depends on: every file's relative path, size and modification time, and the settings
+    that fit the images (not the holdout, which is drawn after reading)."""
+    digest = hashlib.sha256(repr((options.fit, options.background, options.side, options.max_bad)).encode())
+    for folder, _, files in sorted(os.walk(root)):  # sorted by folder: the same order on every file system
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            stat = os.stat(path)
+            digest.update(f"{os.path.relpath(path, root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 # npz --------------------------------------------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def load_images(
     path = Path(data).expanduser()
     folder = folder or FolderOptions()
     if path.is_dir():
-        return held_out_part(read_folder(path, folder), folder.holdout, split)
+        return held_out_part(read_folder(path, folder, cache=cache_dir("folders")), folder.holdout, split)
     if path.is_file() and path.suffix.lower() == ".npz":
         return held_out_part(read_npz(path), folder.holdout, split)
     if path.exists():
