@@ -477,9 +477,9 @@ def run_data(args: argparse.Namespace) -> int:
     from gankit.data.folders import FolderOptions
     from gankit.tools.datacheck import check_folder
 
-    if not 0 <= args.holdout < 1 or not 0 <= args.max_bad <= 1 or (args.resolution or 1) < 1:
-        raise ConfigError("--holdout must be in [0, 1), --max-bad in [0, 1] and --resolution at least 1")
-    options = FolderOptions(args.fit, args.background, args.resolution, args.max_bad, args.holdout)
+    settings = {"fit": args.fit, "background": args.background, "resolution": args.resolution,
+                "max_bad": args.max_bad, "holdout": args.holdout}  # fmt: skip
+    options = FolderOptions.from_config(config_mod.from_dict(settings))  # checked as gankit train checks them
     sheet = None if args.sheet == "none" else Path(args.sheet)
     findings, ok = check_folder(Path(args.path), options, sheet)
     for line in findings:

@@ -7,7 +7,6 @@ bytes) and near duplicates (the same perceptual hash), held-out images that also
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from gankit.data.folders import FolderOptions, choose_side, decode, fit, list_fo
 from gankit.data.sources import held_out_order
 from gankit.data.streams import Stream, seeded
 from gankit.errors import DataError
+from gankit.files import sha256_file
 from gankit.images import grid, save_png
 
 SHEET_IMAGES = 64
@@ -67,7 +67,7 @@ def check_folder(root: Path, options: FolderOptions = FolderOptions(holdout=0.05
             continue
         transparent += has_alpha
         sizes[path] = (array.shape[1], array.shape[0])
-        digests[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+        digests[path] = sha256_file(path)
         phashes[path] = perceptual_hash(array)
         arrays[path] = array
     kinds = ", ".join(f"{k} ×{n}" for k, n in Counter(p.suffix.lower() or p.name for p in others).most_common(4))
