@@ -205,3 +205,58 @@ def test_a_folder_is_decoded_once_and_read_from_the_cache_until_it_changes(tmp_p
     monkeypatch.setattr(folders, "decode", real_decode)
     assert load_images(str(root), folder=FolderOptions(fit="pad")).x.shape == first.x.shape  # other settings: decoded
     assert len(list((tmp_path / "cache" / "gankit" / "folders").glob("pics-*.pt"))) == 2  # the first, and pad's
+
+
+def test_worker_processes_decode_a_folder_exactly_as_one_process_does(tmp_path, monkeypatch, pin_host):
+    from gankit.data import folders
+
+    root = tmp_path / "classes"
+    rng = np.random.default_rng(0)
+    for i in range(14):  # two classes, mixed sizes and modes, one truncated file the header still reads
+        size = (int(rng.integers(20, 70)), int(rng.integers(20, 70)))
+        mode = "RGBA" if i % 3 == 0 else "RGB"
+        pixels = rng.integers(0, 256, (size[1], size[0], len(mode)), dtype=np.uint8)
+        (root / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels, mode).save(root / f"c{i % 2}" / f"{i:02d}.png")
+    whole = (root / "c1" / "03.png").read_bytes()
+    (root / "c1" / "03.png").write_bytes(whole[: len(whole) // 2])
+    monkeypatch.setattr(folders, "CHUNK", 2)  # 7 chunks, shared by 2 processes
+    options = FolderOptions(max_bad=0.1)
+    alone = folders.read_image_folder(root, options, workers=1)
+    shared = folders.read_image_folder(root, options, workers=2)
+    assert torch.equal(shared[0], alone[0]) and torch.equal(shared[1], alone[1]) and shared[2:] == alone[2:]
+    assert alone[0].shape == (13, 3, 32, 32) and "1 unreadable images skipped (c1/03.png" in " ".join(alone[3])
+    pin_host(cores=2)  # what the loader asks: the host's cores
+    assert torch.equal(load_images(str(root), folder=options).x, alone[0])
+
+
+def test_a_header_that_says_grey_over_colour_pixels_widens_the_tensor(tmp_path, monkeypatch):
+    from gankit.data import folders
+
+    root = messy_folder(tmp_path / "pics")
+    honest = folders.read_image_folder(root)
+    monkeypatch.setattr(folders, "probe", lambda path: (*Image.open(path).size, "L"))  # every header says grey
+    fooled = folders.read_image_folder(root)
+    assert torch.equal(fooled[0], honest[0]) and fooled[3] == honest[3]
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_that_still_covers_the_side(tmp_path):
+    from gankit.data.folders import decode, fit
+
+    yy, xx = np.mgrid[0:600, 0:800]
+    smooth = np.stack([xx * 255 // 800, yy * 255 // 600, (xx + yy) * 255 // 1400], axis=2).astype(np.uint8)
+    Image.fromarray(smooth).save(tmp_path / "photo.jpg", quality=95)
+    reduced, full = decode(tmp_path / "photo.jpg", (255, 255, 255), side=64), decode(tmp_path / "photo.jpg", (0,) * 3)
+    assert reduced.shape == (75, 100, 3) and full.shape == (600, 800, 3)  # 1/8 scale: still ≥ 64 on both sides
+    difference = np.abs(fit(reduced, 64, "crop", (0,) * 3).astype(int) - fit(full, 64, "crop", (0,) * 3))
+    assert difference.mean() < 1.5
+
+
+def test_the_training_part_is_taken_in_place_and_equals_indexing():
+    from gankit.data.sources import take_in_place
+
+    x = torch.arange(50 * 3).reshape(50, 3)
+    idx = torch.tensor([0, 2, 3, 7, 8, 9, 20, 33, 34, 49])
+    expected = x[idx].clone()
+    taken = take_in_place(x, idx, rows=3)
+    assert torch.equal(taken, expected) and taken.data_ptr() == x.data_ptr()  # the same memory, no copy

@@ -1,10 +1,11 @@
 """What this machine can do, asked in one place.
 
 Every choice that depends on the host — default widths and precision, the bench's rows, bf16 feature extraction,
-`--device auto` — reads `current()`, and nothing else asks PyTorch or the CPU. `$GANKIT_HOST` (JSON with Host's
-fields, e.g. '{"vectors": "AVX512", "bf16_speedup": 2.3}') replaces the measurement: tests pin it (see
-tests/conftest.py) so that the suite takes the same branches on every machine, child processes included, and can
-take each branch on any; a user can pin it to make one machine choose as another would.
+`--device auto`, the processes that decode a folder — reads `current()`, and nothing else asks PyTorch or the CPU.
+`$GANKIT_HOST` (JSON with Host's fields, e.g. '{"vectors": "AVX512", "bf16_speedup": 2.3, "cores": 2}') replaces
+the measurement: tests pin it (see tests/conftest.py) so that the suite takes the same branches on every machine,
+child processes included, and can take each branch on any; a user can pin it to make one machine choose as another
+would.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Host:
     cuda_bf16: bool = False  # ...and it computes in bf16
     vectors: str = "AVX2"  # the CPU's widest vector unit PyTorch uses: AVX512, AVX2, DEFAULT (others) …
     bf16_speedup: float | None = None  # bf16 over fp32 matmul throughput on the CPU; None = bf16 is emulated
+    cores: int = 1  # CPU cores this process may run on: worker processes for decoding a folder of pictures
 
     @property
     def native_bf16(self) -> bool:
@@ -62,6 +64,7 @@ def measure() -> Host:
         cuda_bf16=cuda and torch.cuda.is_bf16_supported(),
         vectors=get_cpu_capability(),
         bf16_speedup=bf16_speedup() if native else None,
+        cores=usable_cores(),
     )
 
 
@@ -79,6 +82,11 @@ def parse(text: str) -> Host:
     except (json.JSONDecodeError, TypeError) as e:
         fields = ", ".join(f.name for f in dataclasses.fields(Host))
         raise ConfigError(f"$GANKIT_HOST must be a JSON object with some of {fields}: {e}") from None
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity (a container's or taskset's limit), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def pinned_json(h: Host) -> str:

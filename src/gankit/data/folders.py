@@ -7,6 +7,10 @@ folder becomes one uint8 tensor like any other dataset. What was done is returne
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
+import multiprocessing
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from gankit.config import parse_background
 from gankit.errors import ConfigError, DataError
@@ -52,10 +56,33 @@ def list_folder(root: Path) -> tuple[list[Path], list[Path]]:
     return images, others
 
 
-def decode(path: Path, background: tuple[int, int, int]) -> np.ndarray:
-    """(H, W) uint8 for a grey image, else (H, W, 3) uint8 RGB; transparency composited onto `background`. Each
-    mode is converted on purpose, so Pillow has nothing to warn about; raises ValueError or OSError if unreadable."""
+UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)  # what a broken file raises
+GREY_MODES = ("1", "L", "I", "F")  # and "I;16…": decoded as one channel
+ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def probe(path: Path) -> tuple[int, int, str]:
+    """(width, height as displayed, mode) from the file's header, without decoding its pixels."""
     with Image.open(path) as image:
+        w, h = image.size
+        rotated = image.getexif().get(ExifTags.Base.Orientation) in ROTATED
+        return (h, w, image.mode) if rotated else (w, h, image.mode)
+
+
+def decodes_grey(mode: str, background: tuple[int, int, int]) -> bool:
+    """Whether an image of this mode decodes to one channel: grey modes, and grey with alpha on a grey background."""
+    grey = mode in GREY_MODES or mode.startswith("I;16")
+    return grey or (mode in ("LA", "La") and len(set(background)) == 1)
+
+
+def decode(path: Path, background: tuple[int, int, int], side: int | None = None) -> np.ndarray:
+    """(H, W) uint8 for a grey image, else (H, W, 3) uint8 RGB; transparency composited onto `background`. Each
+    mode is converted on purpose, so Pillow has nothing to warn about; raises ValueError or OSError if unreadable.
+    With `side`, a JPEG is decoded at the smallest of 1/2, 1/4, 1/8 of its size that stays at least side × side
+    (its DCT scaling, as Pillow's thumbnail does): several times faster on photos bound to be shrunk anyway."""
+    with Image.open(path) as image:
+        if side is not None and image.format == "JPEG":
+            image.draft(image.mode, (side, side))
         image.load()
         image = ImageOps.exif_transpose(image)  # photos are stored sideways with a rotation tag
         if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit grey: the top 8 bits, rounded
@@ -110,9 +137,17 @@ def fit(array: np.ndarray, side: int, how: str, background: tuple[int, int, int]
     return np.asarray(image.resize((side, side), Image.Resampling.LANCZOS))
 
 
-def read_image_folder(root: Path, options: FolderOptions = FolderOptions()):
+CHUNK = 32  # images per task handed to a worker process
+
+
+def read_image_folder(root: Path, options: FolderOptions = FolderOptions(), workers: int = 1):
     """Every readable image under `root`, fitted to one square side; its immediate sub-folders, when the images are
-    in them, are the classes. Returns (x uint8 (N, C, S, S), labels or None, class names or None, notes)."""
+    in them, are the classes. Returns (x uint8 (N, C, S, S), labels or None, class names or None, notes).
+
+    Two passes, each shared among `workers` processes: the headers give every size and mode, so the side and the
+    channels are known before any pixel is decoded; then each image is decoded and fitted in a worker and copied
+    into the one output tensor. Peak memory is that tensor and a few images per worker — except in the one case
+    the headers cannot tell: images with transparency that all turn out grey are decoded as colour first."""
     if options.fit not in FITS:
         raise ConfigError(f"fit must be one of {', '.join(FITS)}, got {options.fit!r}")
     background = parse_background(options.background)
@@ -120,18 +155,36 @@ def read_image_folder(root: Path, options: FolderOptions = FolderOptions()):
     if not paths:
         found = f" (only {len(others)} other files)" if others else ""
         raise DataError(f"{root} contains no images ({', '.join(IMAGE_EXTENSIONS)}){found}.")
-    arrays, kept, bad = [], [], []
-    for path in paths:
-        try:
-            arrays.append(decode(path, background))
+    bad = []
+    with _worker_pool(workers if len(paths) > 2 * CHUNK else 1) as run:
+        headers = {}
+        for path, header in zip(paths, run(_probe_all, paths)):
+            if isinstance(header, str):
+                bad.append((path, header))
+            else:
+                headers[path] = header
+        sizes = [(w, h) for w, h, _ in headers.values()]
+        same_square = len(set(sizes)) == 1 and sizes[0][0] == sizes[0][1]
+        side = options.side or (sizes[0][0] if same_square else choose_side(sizes)) if sizes else 0
+        channels = 1 if all(decodes_grey(mode, background) for _, _, mode in headers.values()) else 3
+        x = torch.empty((len(headers), channels, side, side), dtype=torch.uint8)
+        kept, all_grey = [], True
+        decoding = functools.partial(_decode_all, background=background, side=side, how=options.fit)
+        for path, array in zip(headers, run(decoding, list(headers))):
+            if isinstance(array, str):
+                bad.append((path, array))
+                continue
+            all_grey &= array.ndim == 2
+            if array.ndim == 3 and x.shape[1] == 1:  # a header that said grey, pixels that are colour: widen once
+                x = x.expand(-1, 3, -1, -1).clone()
+            x.numpy()[len(kept)] = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
             kept.append(path)
-        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
-            bad.append((path, str(e).rstrip(".") or type(e).__name__))
     notes = []
     if others:
         kinds = Counter(p.suffix.lower() or p.name for p in others).most_common(3)
         notes.append(f"{len(others)} files that are not images skipped ({', '.join(k for k, _ in kinds)})")
     if bad:
+        bad.sort()
         listed = "; ".join(f"{p.relative_to(root)}: {why}" for p, why in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
         if len(bad) > options.max_bad * len(paths):
@@ -140,25 +193,54 @@ def read_image_folder(root: Path, options: FolderOptions = FolderOptions()):
                 f"allows: {listed}{more}."
             )
         notes.append(f"{len(bad)} unreadable images skipped ({listed}{more})")
-    if not arrays:
+    if not kept:
         raise DataError(f"{root} contains no readable images.")
+    x = x[: len(kept)]  # a view: the rows of images that failed only when decoded (at most --max-bad) stay unused
+    if channels == 3 and all_grey:
+        x = x[:, :1].clone()
     labels, class_names = _class_labels(root, kept)
-    sizes = [(a.shape[1], a.shape[0]) for a in arrays]
-    same_square = len(set(sizes)) == 1 and sizes[0][0] == sizes[0][1]
-    side = options.side or (sizes[0][0] if same_square else choose_side(sizes))
-    if not (same_square and sizes[0][0] == side):
+    sizes = [headers[p][:2] for p in kept]
+    if not (len(set(sizes)) == 1 and sizes[0] == (side, side)):
         counts = Counter(sizes).most_common(2)
         seen = ", ".join(f"{w}×{h}" for (w, h), _ in counts) + (" …" if len(set(sizes)) > 2 else "")
         done = {"crop": "centre-cropped to square and", "pad": "padded to square and", "stretch": ""}[options.fit]
         notes.append(f"images of {len(set(sizes))} sizes ({seen}) {done} resized to {side}×{side}".replace("  ", " "))
-    arrays = [fit(a, side, options.fit, background) for a in arrays]
-    grey = all(a.ndim == 2 for a in arrays)
-    if grey:
-        x = np.stack(arrays)[:, None]  # (N, 1, S, S)
-    else:
-        x = np.stack([np.repeat(a[:, :, None], 3, axis=2) if a.ndim == 2 else a for a in arrays]).transpose(0, 3, 1, 2)
-    notes.append("grey" if grey else "colour")
-    return torch.from_numpy(np.ascontiguousarray(x)), labels, class_names, notes
+    notes.append("grey" if x.shape[1] == 1 else "colour")
+    return x, labels, class_names, notes
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int):
+    """run(task, paths) → one result per path, in order, computed a chunk at a time: in this process, or shared
+    among worker processes. The workers need only Pillow and NumPy; they fork where the system can, so nothing
+    (torch above all) is imported again."""
+    if workers <= 1:
+        yield lambda task, paths: itertools.chain.from_iterable(map(task, _chunks(paths)))
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with context.Pool(workers) as pool:
+        yield lambda task, paths: itertools.chain.from_iterable(pool.imap(task, _chunks(paths)))
+
+
+def _chunks(paths: list[Path]) -> list[list[Path]]:
+    return [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
+
+
+def _probe_all(paths: list[Path]) -> list[tuple[int, int, str] | str]:
+    return [_or_why(probe, path) for path in paths]
+
+
+def _decode_all(paths, background, side, how) -> list[np.ndarray | str]:
+    return [_or_why(lambda p: fit(decode(p, background, side), side, how, background), path) for path in paths]
+
+
+def _or_why(read, path):
+    """read(path), or why it failed as a short string."""
+    try:
+        return read(path)
+    except UNREADABLE as e:
+        return str(e).rstrip(".") or type(e).__name__
 
 
 def _class_labels(root: Path, paths: list[Path]) -> tuple[torch.Tensor | None, list[str] | None]:

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import os
 import pickle
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gankit.data.folders import FolderOptions, read_image_folder
+from gankit import host
+from gankit.data.folders import FolderOptions, list_folder, read_image_folder
 from gankit.errors import DataError
 from gankit.files import atomic_write
 
+ANNOUNCED = 1000  # a folder of this many images takes seconds to decode: say what is happening
 _RESIZE_CHUNK = 512  # images per F.interpolate call: bounds the float32 working memory
 
 
@@ -168,7 +171,11 @@ def read_folder(root: Path, options: FolderOptions = FolderOptions(), cache: Pat
     if saved is not None:
         x, labels, class_names, notes = saved["x"], saved["y"], saved["class_names"], saved["notes"]
     else:
-        x, labels, class_names, notes = read_image_folder(root, options)
+        workers = host.current().cores
+        if path is not None and len(list_folder(root)[0]) >= ANNOUNCED:
+            say = f"gankit: decoding the images in {root} with {workers} processes, once: later runs read the cache"
+            print(say, file=sys.stderr)
+        x, labels, class_names, notes = read_image_folder(root, options, workers)
         if path is not None:
             record = {"x": x, "y": labels, "class_names": class_names, "notes": notes}
             atomic_write(path, lambda tmp: torch.save(record, tmp))

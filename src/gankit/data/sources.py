@@ -204,11 +204,21 @@ def held_out_part(images: ImageData, holdout: float, split: str) -> ImageData:
     idx = (order[:n_held] if held else order[n_held:]).sort().values
     return dataclasses.replace(
         images,
-        x=images.x[idx],
+        x=images.x[idx] if held else take_in_place(images.x, idx),
         y=images.y[idx] if images.y is not None else None,
         split="held-out" if held else "train",
         notes=(*images.notes, f"{holdout:.0%} held out for evaluation ({n_held} images)"),
     )
+
+
+def take_in_place(x: torch.Tensor, idx: torch.Tensor, rows: int = 1024) -> torch.Tensor:
+    """x[idx] for ascending idx, written over x's own first rows (x is overwritten): the training part of a large
+    folder costs no second copy of it. Safe a block at a time: rows j… are read from idx[j…] ≥ j, past the rows
+    already written."""
+    for start in range(0, len(idx), rows):
+        block = idx[start : start + rows]
+        x[start : start + len(block)] = x[block]
+    return x[: len(idx)]
 
 
 def cache_dir(name: str) -> Path:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from gankit.config import parse_background
-from gankit.data.folders import FolderOptions, choose_side, decode, fit, list_folder
+from gankit.data.folders import UNREADABLE, FolderOptions, choose_side, decode, fit, list_folder
 from gankit.data.sources import held_out_order
 from gankit.data.streams import Stream, seeded
 from gankit.errors import DataError
@@ -62,7 +62,7 @@ def check_folder(root: Path, options: FolderOptions = FolderOptions(holdout=0.05
                 modes[image.mode] += 1
                 has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
             array = decode(path, background)
-        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        except UNREADABLE as e:
             bad.append((path, str(e).rstrip(".") or type(e).__name__))
             continue
         transparent += has_alpha
