@@ -175,7 +175,9 @@ def test_data_check_reports_a_folder_one_finding_a_line(tmp_path, capsys):
     assert "classes: none" in report and "sizes: 4 distinct (32×32 ×2," in report
     assert "transparency: 1 images, composited onto --background white" in report
     assert "exact duplicates: 1 groups (a.png = a_copy.png)" in report
-    assert "near duplicates: 1 groups (a.png = a_big.png = a_copy.png)" in report
+    assert (
+        "near duplicates (perceptual hashes ≤ 4 of 64 bits apart): 1 groups (a.png = a_big.png = a_copy.png)" in report
+    )
     assert "recommended: --resolution 32 --fit crop" in report
     assert Image.open(sheet).size == (8 * 34 + 2, 34 + 2)  # the 5 readable images, 8 to a row, at 32 px
     assert main(["data", "check", str(root), "--sheet", "none"]) == 2  # 1 of 6 unreadable: above the 1% default
@@ -260,3 +262,34 @@ def test_the_training_part_is_taken_in_place_and_equals_indexing():
     expected = x[idx].clone()
     taken = take_in_place(x, idx, rows=3)
     assert torch.equal(taken, expected) and taken.data_ptr() == x.data_ptr()  # the same memory, no copy
+
+
+def test_near_duplicates_are_hashes_within_the_radius_found_without_comparing_every_pair():
+    from pathlib import Path
+
+    from gankit.tools.datacheck import near_groups
+
+    rng = np.random.default_rng(0)
+    hashes = {Path(f"{i}.png"): int(h) for i, h in enumerate(rng.integers(0, 2**63, 300, dtype=np.int64))}
+    base = hashes[Path("0.png")]
+    hashes[Path("close.png")] = base ^ 0b1011 << 40  # 3 bits from 0.png
+    hashes[Path("chain.png")] = hashes[Path("close.png")] ^ 0b1111 << 3  # 4 from close.png, 7 from 0.png: linked
+    hashes[Path("far.png")] = base ^ 0b11111  # 5 bits from 0.png: not a near duplicate
+    brute = {(a, b) for a in hashes for b in hashes if a < b and (hashes[a] ^ hashes[b]).bit_count() <= 4}
+    groups = near_groups(hashes)
+    assert sorted(groups) == sorted([sorted([Path("0.png"), Path("close.png"), Path("chain.png")])])
+    assert brute == {(Path("0.png"), Path("close.png")), (Path("chain.png"), Path("close.png"))}
+
+
+def test_data_check_shares_a_large_folder_among_worker_processes_with_the_same_report(tmp_path, pin_host, monkeypatch):
+    from gankit.data import folders
+    from gankit.tools import datacheck
+
+    root = messy_folder(tmp_path / "pics")
+    for i in range(6):
+        Image.new("RGB", (20 + i, 30), (40 * i, 10, 10)).save(root / f"extra{i}.png")
+    alone = datacheck.check_folder(root)
+    pin_host(cores=2)
+    monkeypatch.setattr(datacheck, "CHUNK", 2)
+    monkeypatch.setattr(folders, "CHUNK", 2)  # 5 chunks of 2 for 2 processes
+    assert datacheck.check_folder(root) == alone and "images: 9;" in alone[0][0]

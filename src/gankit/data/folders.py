@@ -156,7 +156,7 @@ def read_image_folder(root: Path, options: FolderOptions = FolderOptions(), work
         found = f" (only {len(others)} other files)" if others else ""
         raise DataError(f"{root} contains no images ({', '.join(IMAGE_EXTENSIONS)}){found}.")
     bad = []
-    with _worker_pool(workers if len(paths) > 2 * CHUNK else 1) as run:
+    with worker_pool(workers if len(paths) > 2 * CHUNK else 1) as run:
         headers = {}
         for path, header in zip(paths, run(_probe_all, paths)):
             if isinstance(header, str):
@@ -210,7 +210,7 @@ def read_image_folder(root: Path, options: FolderOptions = FolderOptions(), work
 
 
 @contextlib.contextmanager
-def _worker_pool(workers: int):
+def worker_pool(workers: int):
     """run(task, paths) → one result per path, in order, computed a chunk at a time: in this process, or shared
     among worker processes. The workers need only Pillow and NumPy; they fork where the system can, so nothing
     (torch above all) is imported again."""
@@ -228,14 +228,14 @@ def _chunks(paths: list[Path]) -> list[list[Path]]:
 
 
 def _probe_all(paths: list[Path]) -> list[tuple[int, int, str] | str]:
-    return [_or_why(probe, path) for path in paths]
+    return [or_why(probe, path) for path in paths]
 
 
 def _decode_all(paths, background, side, how) -> list[np.ndarray | str]:
-    return [_or_why(lambda p: fit(decode(p, background, side), side, how, background), path) for path in paths]
+    return [or_why(lambda p: fit(decode(p, background, side), side, how, background), path) for path in paths]
 
 
-def _or_why(read, path):
+def or_why(read, path):
     """read(path), or why it failed as a short string."""
     try:
         return read(path)

@@ -7,6 +7,7 @@ bytes) and near duplicates (the same perceptual hash), held-out images that also
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -14,8 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gankit import host
 from gankit.config import parse_background
-from gankit.data.folders import UNREADABLE, FolderOptions, choose_side, decode, fit, list_folder
+from gankit.data.folders import CHUNK, FolderOptions, choose_side, decode, fit, list_folder, or_why, probe, worker_pool
 from gankit.data.sources import held_out_order
 from gankit.data.streams import Stream, seeded
 from gankit.errors import DataError
@@ -34,11 +36,57 @@ def perceptual_hash(array: np.ndarray) -> int:
     return int("".join("1" if b else "0" for b in bits), 2)
 
 
+NEAR_BITS = 4  # two perceptual hashes that differ in at most this many of their 64 bits are near duplicates
+
+
 def _groups(keys: dict[Path, object]) -> list[list[Path]]:
     by_key = defaultdict(list)
     for path, key in keys.items():
         by_key[key].append(path)
     return [sorted(paths) for paths in by_key.values() if len(paths) > 1]
+
+
+def near_groups(hashes: dict[Path, int], radius: int = NEAR_BITS) -> list[list[Path]]:
+    """The paths linked, directly or through others, by perceptual hashes at most `radius` bits apart (Hamming).
+
+    Without comparing every pair: two 64-bit hashes within r bits agree exactly on at least one of r + 1 disjoint
+    blocks of their bits (pigeonhole), so only hashes that share a block are compared."""
+    unique = sorted(set(hashes.values()))
+    parent = list(range(len(unique)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    edges = np.linspace(0, 64, radius + 2).astype(int)
+    for low, high in zip(edges[:-1], edges[1:]):
+        buckets = defaultdict(list)
+        for i, h in enumerate(unique):
+            buckets[(h >> low) & ((1 << (high - low)) - 1)].append(i)
+        for members in buckets.values():
+            for a, i in enumerate(members):
+                for j in members[a + 1 :]:
+                    if (unique[i] ^ unique[j]).bit_count() <= radius:
+                        parent[root(i)] = root(j)
+    index = {h: i for i, h in enumerate(unique)}
+    return _groups({path: root(index[h]) for path, h in hashes.items()})
+
+
+def inspect(path: Path, background: tuple[int, int, int]) -> dict:
+    """What the check needs of one image, computed in a worker: header facts, whether it decodes grey, the file's
+    SHA-256 and the picture's perceptual hash (from a reduced-scale decode: a thumbnail is all the hash sees)."""
+    with Image.open(path) as image:
+        mode, has_alpha = image.mode, image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    w, h, _ = probe(path)
+    array = decode(path, background, side=64)
+    return dict(mode=mode, alpha=has_alpha, size=(w, h), grey=array.ndim == 2, sha256=sha256_file(path),
+                phash=perceptual_hash(array))  # fmt: skip
+
+
+def _inspect_all(paths: list[Path], background) -> list[dict | str]:
+    return [or_why(lambda p: inspect(p, background), path) for path in paths]
 
 
 def _named(root: Path, groups: list[list[Path]], most: int = 3) -> str:
@@ -54,22 +102,17 @@ def check_folder(root: Path, options: FolderOptions = FolderOptions(holdout=0.05
     background = parse_background(options.background)
     paths, others = list_folder(root)
     findings, ok = [], True
-    modes, sizes, digests, phashes, arrays, bad = Counter(), {}, {}, {}, {}, []
+    modes, sizes, digests, phashes, grey, bad = Counter(), {}, {}, {}, {}, []
     transparent = 0
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                modes[image.mode] += 1
-                has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-            array = decode(path, background)
-        except UNREADABLE as e:
-            bad.append((path, str(e).rstrip(".") or type(e).__name__))
-            continue
-        transparent += has_alpha
-        sizes[path] = (array.shape[1], array.shape[0])
-        digests[path] = sha256_file(path)
-        phashes[path] = perceptual_hash(array)
-        arrays[path] = array
+    with worker_pool(host.current().cores if len(paths) > 2 * CHUNK else 1) as run:
+        for path, facts in zip(paths, run(functools.partial(_inspect_all, background=background), paths)):
+            if isinstance(facts, str):
+                bad.append((path, facts))
+                continue
+            modes[facts["mode"]] += 1
+            transparent += facts["alpha"]
+            sizes[path], digests[path], phashes[path], grey[path] = (
+                facts["size"], facts["sha256"], facts["phash"], facts["grey"])  # fmt: skip
     kinds = ", ".join(f"{k} ×{n}" for k, n in Counter(p.suffix.lower() or p.name for p in others).most_common(4))
     stray = f"; {len(others)} other files, skipped when training ({kinds})"
     findings.append(f"images: {len(paths)}" + (stray if others else ""))
@@ -81,10 +124,10 @@ def check_folder(root: Path, options: FolderOptions = FolderOptions(holdout=0.05
             f"more than --max-bad {options.max_bad:g}: training would stop" if too_many else "skipped when training"
         )
         findings.append(f"unreadable: {len(bad)} ({listed}{' …' if len(bad) > 5 else ''}) — {verdict}")
-    if not arrays:
+    if not sizes:
         findings.append("no readable images: nothing to train on")
         return findings, False
-    tops = {p: p.relative_to(root).parts for p in arrays}
+    tops = {p: p.relative_to(root).parts for p in sizes}
     nested = [p for p, parts in tops.items() if len(parts) > 1]
     if nested:
         counts = Counter(tops[p][0] for p in nested)
@@ -94,7 +137,7 @@ def check_folder(root: Path, options: FolderOptions = FolderOptions(holdout=0.05
         if few:
             ok = False
             findings.append(f"class {few[0]} holds {counts[few[0]]} readable image: a class needs 2 or more")
-        if len(nested) < len(arrays):
+        if len(nested) < len(sizes):
             ok = False
             findings.append("images at the top level beside class sub-folders: put each in a class folder, or none")
     else:
@@ -111,15 +154,16 @@ def check_folder(root: Path, options: FolderOptions = FolderOptions(holdout=0.05
     findings.append("modes: " + ", ".join(f"{m} ×{n}" for m, n in modes.most_common()))
     if transparent:
         findings.append(f"transparency: {transparent} images, composited onto --background {options.background}")
-    findings.append("colour: " + ("all grey: one channel" if all(a.ndim == 2 for a in arrays.values()) else "colour"))
+    findings.append("colour: " + ("all grey: one channel" if all(grey.values()) else "colour"))
     exact = _groups(digests)
     findings.append(f"exact duplicates: {len(exact)} groups" + (f" ({_named(root, exact)})" if exact else ""))
-    near = [g for g in _groups(phashes) if len({digests[p] for p in g}) > 1]
-    findings.append(f"near duplicates: {len(near)} groups" + (f" ({_named(root, near)})" if near else ""))
-    held = _held_out(list(arrays), options.holdout)
+    linked = near_groups(phashes)
+    near = [g for g in linked if len({digests[p] for p in g}) > 1]
+    findings.append(f"near duplicates (perceptual hashes ≤ {NEAR_BITS} of 64 bits apart): {len(near)} groups"
+                    + (f" ({_named(root, near)})" if near else ""))  # fmt: skip
+    held = set(_held_out(list(sizes), options.holdout))
     if held:
-        held_hashes = {phashes[p] for p in held}
-        leaks = [p for p in arrays if p not in held and phashes[p] in held_hashes]
+        leaks = [p for g in linked if held & set(g) for p in g if p not in held]
         findings.append(
             f"held out: {len(held)} images ({options.holdout:.0%}); "
             + (f"{len(leaks)} training images look like held-out ones (e.g. {leaks[0].relative_to(root)})"
@@ -132,8 +176,8 @@ def check_folder(root: Path, options: FolderOptions = FolderOptions(holdout=0.05
     findings.append(f"recommended: --resolution {side} --fit {how} ({why}; median short side "
                     f"{int(np.median([min(s) for s in sizes.values()]))})")  # fmt: skip
     if sheet is not None:
-        order = torch.randperm(len(arrays), generator=seeded(0, Stream.SAMPLES))[:SHEET_IMAGES].tolist()
-        chosen = [list(arrays.values())[i] for i in order]
+        order = torch.randperm(len(sizes), generator=seeded(0, Stream.SAMPLES))[:SHEET_IMAGES].tolist()
+        chosen = [decode(list(sizes)[i], background) for i in order]
         fitted = [fit(a, side, how if options.side is None else options.fit, background) for a in chosen]
         colour = any(a.ndim == 3 for a in fitted)
         batch = np.stack([np.repeat(a[:, :, None], 3, 2) if colour and a.ndim == 2 else a for a in fitted])
