@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from gankit.config import parse_policy
+from gankit.config import is_adaptive, parse_policy
 from gankit.training.augment import augment, color, cutout, translation
 
 
@@ -69,5 +69,30 @@ def test_channels_last_in_channels_last_out():
 def test_policy_parsing():
     assert parse_policy("translation, cutout") == ("translation", "cutout")
     assert parse_policy("none") == () and parse_policy("") == ()
+    assert parse_policy("ada") == ("translation", "cutout", "color") and is_adaptive("ada")
+    assert not is_adaptive("translation,cutout,color")
     with pytest.raises(ValueError, match="unknown augmentation blur"):
         parse_policy("translation,blur")
+
+
+def test_adaptive_augmentation_applies_each_operation_with_probability_p():
+    from gankit.training.augment import adjust_ada
+
+    x = images(side=16)
+    generator = torch.Generator().manual_seed(0)
+
+    def draw(k):
+        return torch.rand(4, k, generator=generator)
+
+    assert torch.equal(augment(x, ("cutout",), draw, torch.tensor(0.0)), x)  # p = 0: untouched
+    assert not torch.equal(augment(x, ("cutout",), draw, torch.tensor(1.0)), x)  # p = 1: every image cut
+    many = torch.ones(4000, 1, 8, 8)
+    many_draw = lambda k: torch.rand(4000, k, generator=generator)  # noqa: E731
+    cut = (augment(many, ("cutout",), many_draw, torch.tensor(0.3)) == 0).flatten(1).any(1).float().mean()
+    assert abs(cut.item() - 0.3) < 0.03
+    # ADA's rule: p moves by images / (kimg·1000) toward less augmentation when r_t is below the target, more above.
+    p = torch.tensor(0.5)
+    assert_close(adjust_ada(p, torch.tensor(0.9), 0.6, 128, 500), torch.tensor(0.5 + 128 / 500_000))
+    assert_close(adjust_ada(p, torch.tensor(0.1), 0.6, 128, 500), torch.tensor(0.5 - 128 / 500_000))
+    assert adjust_ada(torch.tensor(0.0), torch.tensor(-1.0), 0.6, 128, 500) == 0  # clamped to [0, 1]
+    assert adjust_ada(torch.tensor(1.0), torch.tensor(1.0), 0.6, 128, 500) == 1

@@ -44,13 +44,23 @@ def test_classifier_train_cli_learns_and_is_found_by_evaluation(tmp_path, tiny28
         width_d=8,
         batch_size=32,
         out=str(tmp_path / "r"),
-        eval_every=10,
+        eval_every=5,
         eval_samples=50,
+        keep_best="domain_fid",
         show_progress=False,
     )
     evals = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "domain_fid" in r]
-    assert [r["step"] for r in evals] == [10, 20]
+    assert [r["step"] for r in evals] == [5, 10, 15, 20]
     assert all(r["classes_total"] == 2 and r["domain_fid"] > 0 for r in evals)
+    # --keep-best: the weights of the evaluation with the lowest domain FID, beside the last checkpoints
+    from gankit.runs import best_path, read_metadata
+
+    best = min(evals, key=lambda r: r["domain_fid"])
+    kept = read_metadata(best_path(run))
+    assert kept["step"] == best["step"] and kept["domain_fid"] == pytest.approx(best["domain_fid"])
+    assert main(["sample", str(run), "--best", "--n", "4", "--out", str(tmp_path / "best.png")]) == 0
+    assert main(["sample", str(run), "--best", "--format", "npz", "--n", "4", "--out", str(tmp_path / "b.npz")]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["step"] == best["step"]
 
     capsys.readouterr()
     assert main(["eval", str(run), "--metrics", "coverage,dfid", "--n", "60", "--json"]) == 0

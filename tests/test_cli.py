@@ -155,6 +155,9 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, sig):
         (["train", "--data", "ring8", "--beta2", "1"], "beta2 must be a number in [0, 1) or null, got 1.0"),
         (["train", "--data", "ring8", "--out", "{cfg}"], "is a file, not a folder"),
         (["train", "--data", "{tmp}/far.npz", "--steps", "1"], "expected [0, 1], [-1, 1] or [0, 255]"),
+        (["train", "--data", "ring8", "--keep-best", "fid"], "add --eval-every N"),
+        (["train", "--data", "ring8", "--freeze-d", "1"], "it needs --init-from RUN"),
+        (["train", "--data", "ring8", "--init-from", "{tmp}/nothing"], "--init-from {tmp}/nothing: run folder"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
@@ -165,7 +168,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
     result = gankit(*args, "--quiet" if args[0] == "train" else "--n=1")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("gankit: error: ")
-    assert message in result.stderr
+    assert message.format(tmp=tmp_path) in result.stderr
     assert cfg.read_text() == json.dumps({"data": "ring8", "colour": "blue"})  # nothing written over
 
 
@@ -218,3 +221,14 @@ def test_toml_config_file_and_flag_override(tmp_path):
     cfg.write_text('data = "ring8"\nsteps = "many"\n')
     result = gankit("train", "--config", cfg, "--quiet")
     assert result.returncode == 2 and "'steps' must be int" in result.stderr
+
+
+def test_print_model_shows_the_networks_any_settings_build_and_stops(tmp_path, tiny_images):
+    out = gankit("train", "--data", str(tiny_images), "--model", "resnet", "--resolution", "32", "--print-model",
+                 "--out", str(tmp_path / "r"))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("resnet on ") and "2 classes" in lines[0]
+    assert any(line.startswith("G: ") and "MFLOPs a sample, output (1, 32, 32)" in line for line in lines)
+    assert "ResNetDiscriminator(" in out.stdout and "UpBlock(" in out.stdout
+    assert not (tmp_path / "r").exists()  # nothing trained, nothing written

@@ -4,7 +4,16 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from gankit.training.losses import LOSSES, d_logistic, g_feature_matching, g_minimax, g_non_saturating, gradient_penalty
+from gankit.training.losses import (
+    LOSSES,
+    d_logistic,
+    g_feature_matching,
+    g_minimax,
+    g_non_saturating,
+    gradient_penalty,
+    lecam_penalty,
+    r1_penalty,
+)
 
 REAL = torch.tensor([2.0, -1.0, 0.5])
 FAKE = torch.tensor([-3.0, 0.0, 1.0])
@@ -147,3 +156,31 @@ def test_g_loss_gradients_at_known_logits(name, grad):
     fake = torch.tensor([-0.4, 1.5], requires_grad=True)
     LOSSES[name].g(fake_logits=fake).backward()
     assert_close(fake.grad, grad(fake.detach()))
+
+
+def test_r1_is_the_squared_input_gradient_norm_in_closed_form_and_by_finite_differences():
+    # D(x) = <w, x>: ∇D = w everywhere, so R1 = ‖w‖².
+    w = torch.randn(3, 4, 4, dtype=torch.float64)
+    x = torch.randn(5, 3, 4, 4, dtype=torch.float64)
+    assert_close(r1_penalty(lambda t: (t * w).flatten(1).sum(1), x), (w * w).sum())
+    # D(x) = Σ sin(x)·a: ∇D = a·cos(x), per sample; checked against central differences.
+    a = torch.randn(2, dtype=torch.float64)
+
+    def critic(t):
+        return (torch.sin(t) * a).sum(1)
+
+    points = torch.randn(6, 2, dtype=torch.float64)
+    h = 1e-6
+    numeric = torch.stack([(critic(points + h * e) - critic(points - h * e)) / (2 * h) for e in torch.eye(2)], 1)
+    assert_close(r1_penalty(critic, points), numeric.square().sum(1).mean(), rtol=1e-6, atol=1e-9)
+    # Its gradient reaches D's weights (double backward): d/da of mean Σ a²cos²(x) = 2a·mean cos²(x).
+    a.requires_grad_(True)
+    r1_penalty(critic, points).backward()
+    assert_close(a.grad, 2 * a.detach() * torch.cos(points).square().mean(0))
+
+
+def test_lecam_penalises_only_logits_past_the_other_sides_anchor():
+    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([-3.0, 1.0])
+    # relu(real − α_F)² with α_F = 0: 4, 0, 0.25 → mean 4.25/3; relu(α_R − fake)² with α_R = 0.5: 12.25, 0 → 6.125
+    assert_close(lecam_penalty(real, fake, torch.tensor(0.5), torch.tensor(0.0)), torch.tensor(4.25 / 3 + 6.125))
+    assert lecam_penalty(torch.tensor([-1.0]), torch.tensor([1.0]), torch.tensor(0.0), torch.tensor(0.0)) == 0

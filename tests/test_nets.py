@@ -195,3 +195,55 @@ def test_channels_last_networks_keep_every_activation_and_gradient_channels_last
         y = torch.arange(4) % 3 if num_classes else None
         D(G(torch.randn(4, 10), y), y).sum().backward()
     assert len(layouts) == 2 * 17 and all(cl for _, cl in layouts), layouts
+
+
+@pytest.mark.parametrize(
+    "resolution, widths_g, widths_d, features",
+    [
+        # SNGAN's CIFAR layout at 28 and 32: constant widths; D pools twice, then two blocks keep the side
+        (28, [8, 8, 8], [8, 8, 8, 8], 8),
+        (32, [8, 8, 8, 8], [8, 8, 8, 8], 8),
+        # its ImageNet layout at 64 and 128: G halves its width per up-block, D doubles it per down-block
+        (64, [128, 64, 32, 16, 8], [8, 16, 32, 64, 64], 64),
+        (128, [256, 128, 64, 32, 16, 8], [8, 16, 32, 64, 128, 128], 128),
+    ],
+)
+def test_resnet_follows_sngan(resolution, widths_g, widths_d, features):
+    from gankit.models.resnet import DownBlock, UpBlock
+
+    spec = NetSpec(channels=3, resolution=resolution, width_g=8, width_d=8, latent_dim=10, num_classes=4)
+    G, D = build("resnet", spec)
+    z, y = torch.randn(3, 10), torch.tensor([0, 1, 3])
+    x = G(z, y)
+    assert x.shape == (3, 3, resolution, resolution) and x.abs().max() <= 1
+    ups = [m for m in G.modules() if isinstance(m, UpBlock)]
+    assert [ups[0].conv1.in_channels] + [b.conv2.out_channels for b in ups] == widths_g
+    downs = [m for m in D.modules() if isinstance(m, DownBlock)]
+    assert [b.conv2.out_channels for b in downs] == widths_d
+    assert downs[0].first and sum(b.down for b in downs) == len(downs) - (2 if resolution <= 32 else 1)
+    assert D.features(x, y).shape == (3, features) and D(x, y).shape == (3,)
+    # Spectral norm on every weight of D, the label embedding included; none in G. Class BN starts as plain BN.
+    weighted = [m for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]
+    assert weighted and all(hasattr(m, "parametrizations") for m in weighted)
+    assert not any(hasattr(m, "parametrizations") for m in G.modules())
+    norms = [m for m in G.modules() if isinstance(m, ClassBatchNorm2d)]
+    assert len(norms) == 2 * len(ups) and all(bool((n.scale.weight == 1).all()) for n in norms)
+    assert not torch.allclose(D(x, y), D(x, torch.tensor([2, 2, 2])))  # the projection reads the label
+
+
+def test_resnet_blocks_are_residual_with_the_optimised_first_block():
+    from gankit.models.resnet import DownBlock
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    first = DownBlock(3, 4, down=True, first=True).eval()
+    f = nn.functional
+    # The paper's optimised first block: no ReLU on the image; its shortcut pools before its 1×1 convolution.
+    residual = f.avg_pool2d(first.conv2(f.relu(first.conv1(x))), 2)
+    assert torch.allclose(first(x), residual + first.shortcut(f.avg_pool2d(x, 2)), atol=1e-6)
+    later = DownBlock(3, 4, down=True).eval()
+    residual = f.avg_pool2d(later.conv2(f.relu(later.conv1(f.relu(x)))), 2)
+    assert torch.allclose(later(x), residual + f.avg_pool2d(later.shortcut(x), 2), atol=1e-6)
+    keep = DownBlock(4, 4, down=False)
+    assert keep.shortcut is None  # same width and side: the identity
+    assert DownBlock(4, 4, down=False)(torch.zeros(1, 4, 2, 2)).shape == (1, 4, 2, 2)

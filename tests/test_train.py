@@ -81,11 +81,15 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_dcgan):
     "kind, extra",
     [
         ("toy", dict(dropout=0.2, loss="wgan-gp")),  # dropout and the penalty's random mix exercise every RNG
+        ("toy", dict(r1=1.0, lecam=0.3)),  # the lazy R1 term's schedule, LeCam's anchors
         # batch norm (per class in G), EMA, Adam, channels_last
         ("dcgan", dict(precision="fp32", conditional=True, minibatch_std=True, class_batchnorm=True, mirror=True)),
         # spectral norm's power-iteration buffers; the augmentations' random stream
         ("dcgan-bf16", dict(precision="bf16", spectral_norm=True, augment="translation,cutout,color")),
         ("dcgan-fp16", dict(precision="fp16")),  # the loss scalers' state
+        # adaptive augmentation's p and r_t sums; R1 and LeCam on images; the residual networks, conditional
+        ("dcgan", dict(precision="fp32", augment="ada", ada_kimg=1, r1=1.0, lecam=0.1)),
+        ("dcgan", dict(model="resnet", resolution=32, conditional=True, precision="fp32")),
     ],
 )
 def test_resume_is_exact(tmp_path, tiny_toy, tiny_dcgan, kind, extra):
@@ -235,9 +239,9 @@ def test_augmentation_reaches_every_d_input_of_both_updates(tmp_path, tiny_dcgan
 
     seen = []
 
-    def recording(images, policy, draw):
+    def recording(images, policy, draw, p=None):
         seen.append((images.requires_grad, policy))
-        return augment(images, policy, draw)
+        return augment(images, policy, draw, p)
 
     monkeypatch.setattr(engine, "diff_augment", recording)
     train(out=str(tmp_path / "aug"), steps=3, augment="translation,cutout", show_progress=False, **tiny_dcgan)
@@ -298,3 +302,49 @@ def test_auto_precision_is_bf16_only_where_it_is_faster_and_asking_for_it_elsewh
         )
         assert note in capsys.readouterr().err
         assert json.loads((run / "config.json").read_text())["precision"] == "bf16"  # asked for: kept
+
+
+def test_r1_and_lecam_are_logged_where_they_act(tmp_path, tiny_toy):
+    settings = dict(tiny_toy, steps=64, r1=1.0, lecam=0.3, log_every=8, show_progress=False)
+    run = train(out=str(tmp_path / "r"), **settings)
+    logged = [(r["step"], "r1_penalty" in r, r.get("lecam_penalty", -1) >= 0) for r in records(run)]
+    ends = [s for s, _, _ in logged]  # a record at step s holds the steps after the previous record's, up to s
+    windows = [range(start, end) for start, end in zip([0, *ends], ends)]
+    # R1 on every 16th step (0, 16, 32, 48): in the windows that hold one; LeCam in every window.
+    assert [s for s, has_r1, _ in logged if has_r1] == [w.stop for w in windows if any(t % 16 == 0 for t in w)]
+    assert len(logged) >= 8 and all(has_lecam for _, _, has_lecam in logged)
+
+
+def test_adaptive_augmentation_moves_p_by_adas_step_and_logs_it(tmp_path, tiny_dcgan):
+    from gankit.runs import list_checkpoints, state_path
+
+    settings = dict(tiny_dcgan, steps=60, augment="ada", ada_kimg=1, precision="fp32", show_progress=False)
+    run = train(out=str(tmp_path / "r"), **settings)
+    logged = records(run)
+    assert all(0 <= r["ada_p"] <= 1 and -1 <= r["r_t"] <= 1 for r in logged)
+    p = torch.load(state_path(list_checkpoints(run)[-1][1]), weights_only=True)["ada"][0].item()
+    step = 32 * 4 / 1000  # batch 32, every 4 steps, over 1,000 images
+    assert p == 1 or abs(p / step - round(p / step)) < 1e-4  # whole steps of the rule (or clamped at 1)
+    assert any(r["ada_p"] > 0 for r in logged)  # this tiny D memorises its 243 images: p rose
+
+
+def test_init_from_another_run_with_d_s_first_stages_frozen(tmp_path, tiny_dcgan, capsys):
+    settings = dict(tiny_dcgan, steps=20, precision="fp32", show_progress=False)
+    source = train(out=str(tmp_path / "source"), **settings)
+    tuned = train(out=str(tmp_path / "tuned"), init_from=str(source), freeze_d=1, seed=3, **settings)
+    assert f"starting from {source}/checkpoints/step_0000020.safetensors, D's first 1 stages frozen" in (
+        capsys.readouterr().err
+    )
+    before, after = weights(source), weights(tuned)
+    first = [k for k in before if k.startswith("D.body.0.")]  # D's first stage: its strided convolution
+    assert first and all(torch.equal(before[k], after[k]) for k in first)
+    assert not torch.equal(before["D.out.weight"], after["D.out.weight"])  # the rest of D trained on
+    assert not torch.equal(before["G.net.0.weight"], after["G.net.0.weight"])
+    with pytest.raises(
+        ConfigError, match=r"differ from these \(G\.net\.0\.weight: \(16, 16, 4, 4\) there, \(16, 32, 4, 4\) here\)"
+    ):
+        train(out=str(tmp_path / "wider"), init_from=str(source), **dict(settings, width_g=16))
+    with pytest.raises(ConfigError, match="needs --init-from"):
+        train(out=str(tmp_path / "x"), freeze_d=1, **settings)
+    with pytest.raises(ConfigError, match="this D has 2 stages"):
+        train(out=str(tmp_path / "y"), init_from=str(source), freeze_d=2, **settings)

@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", metavar="FILE", help="start from a JSON or TOML config (a run's config.json too)")
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--print-model",
+        action="store_true",
+        help="print the networks these settings build (layers, parameters, FLOPs) and stop",
+    )
     add_config_flags(train)
 
     sample = commands.add_parser(
@@ -162,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0, help="noise seed [0]")
     sample.add_argument("--label", type=int, help="class to draw (conditional runs); default: cycle through classes")
     sample.add_argument("--ema", action="store_true", help="use the exponential moving average of G's weights")
+    sample.add_argument("--best", action="store_true", help="use the weights --keep-best kept (checkpoints/best)")
     sample.add_argument("--nrow", type=int, help="images per grid row [√n]")
     sample.add_argument(
         "--format",
@@ -383,6 +389,13 @@ def run_train(args: argparse.Namespace) -> int:
 
     names = {f.name for f in dataclasses.fields(config_mod.TrainConfig)}
     flags = {k: v for k, v in vars(args).items() if k in names}  # only what was typed: defaults are suppressed
+    if args.print_model:
+        from gankit.training.setup import describe_networks
+
+        base = config_mod.for_resume(args.resume, {}) if args.resume else None
+        values = config_mod.load_file(args.config) if args.config else {}
+        print(describe_networks(config_mod.from_dict({**values, **flags}, base=base)))
+        return 0
     if args.resume:
         if args.config:
             raise ConfigError("use either --resume or --config, not both")
@@ -401,7 +414,9 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.format != "grid":
         if args.per_class or args.nrow:
             raise ConfigError("--per-class and --nrow are for --format grid")
-        print(export(args.run, args.out, args.n, args.format, args.seed, args.label, args.ema, args.truncation))
+        print(
+            export(args.run, args.out, args.n, args.format, args.seed, args.label, args.ema, args.truncation, args.best)
+        )
         return 0
     if args.truncation is not None:
         raise ConfigError("--truncation is for --format png or npz (sample sets for other tools)")
@@ -415,6 +430,7 @@ def run_sample(args: argparse.Namespace) -> int:
         ema=args.ema,
         nrow=args.nrow,
         per_class=args.per_class,
+        best=args.best,
     )
     print(out)
     return 0

@@ -27,12 +27,22 @@ AUGMENTATIONS = ("translation", "cutout", "color")  # DiffAugment's operations (
 
 
 def parse_policy(text: str) -> tuple[str, ...]:
-    """'translation,cutout' → ('translation', 'cutout'); 'none' or '' → ()."""
+    """'translation,cutout' → ('translation', 'cutout'); 'none' or '' → (); 'ada' → all of them (applied with the
+    adaptive probability p; see `is_adaptive`)."""
+    if text.strip() == "ada":
+        return AUGMENTATIONS
     names = tuple(n.strip() for n in text.split(",") if n.strip() and n.strip() != "none")
     unknown = [n for n in names if n not in AUGMENTATIONS]
     if unknown:
-        raise ValueError(f"unknown augmentation {', '.join(unknown)}: choose from {', '.join(AUGMENTATIONS)} or none")
+        raise ValueError(
+            f"unknown augmentation {', '.join(unknown)}: choose from {', '.join(AUGMENTATIONS)}, ada or none"
+        )
     return names
+
+
+def is_adaptive(text: str) -> bool:
+    """--augment ada: each operation applied with a probability steered by D's overfitting (Karras et al. 2020)."""
+    return text.strip() == "ada"
 
 
 BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
@@ -80,7 +90,8 @@ class TrainConfig:
     mirror: bool = opt(False, "random horizontal flips of the real images, drawn from the seed and step "
                               "(StyleGAN2-ADA's --mirror)")
     # Model
-    model: str | None = opt(None, "dcgan or mlp; None = mlp for toy data, dcgan for images", choices=("dcgan", "mlp"))
+    model: str | None = opt(None, "dcgan, resnet (SNGAN's residual networks) or mlp; None = mlp for toy data, dcgan "
+                                  "for images", choices=("dcgan", "resnet", "mlp"))
     conditional: bool | None = opt(None, "condition G and D on class labels: G(z, y); None = on for images with class "
                                          "labels")
     conditioning: str = opt("projection", "how a conditional D sees labels: projection or concat",
@@ -98,7 +109,12 @@ class TrainConfig:
     spectral_norm: bool = opt(False, "spectral normalisation of D's weights")
     dropout: float = opt(0.0, "dropout probability in D's hidden layers", interval=(0, 1, True, False))
     augment: str = opt("none", "DiffAugment (Zhao et al. 2020) of D's real and fake inputs, against a D that memorises "
-                               "the data: none, or a comma list of translation, cutout, color")
+                               "the data: none, a comma list of translation, cutout, color, or ada: all three, each "
+                               "with a probability p steered toward --ada-target (Karras et al. 2020)")
+    ada_target: float = opt(0.6, "--augment ada: the value of r_t = E[sign(D(real))] p is steered toward (ADA's 0.6)",
+                            interval=(0, 1, False, False))
+    ada_kimg: float = opt(500.0, "--augment ada: thousands of real images over which p may rise from 0 to 1 (ADA's "
+                                 "500)", interval=(0, None, False, False))
     minibatch_std: bool = opt(False, "D also sees how much its features vary over groups of 4 samples (Karras et al. "
                                      "2018): against mode collapse")
     # The game
@@ -111,6 +127,11 @@ class TrainConfig:
                                         interval=(0, None, True, False))
     weight_clip: float | None = opt(None, "clip D's weights to ±this after each step; None = the loss's default (0.01 "
                                           "for wgan)", interval=(0, None, False, False))
+    r1: float = opt(0.0, "R1 penalty γ (Mescheder et al. 2018): D's loss adds γ/2·E‖∇D(x)‖² on real images, computed "
+                         "every 16th step and weighted ×16 (StyleGAN2's lazy regularisation); 0 = off",
+                    interval=(0, None, True, False))
+    lecam: float = opt(0.0, "LeCam regularisation weight (Tseng et al. 2021): D's outputs on real and generated images "
+                            "are held near moving averages of each other's; 0 = off", interval=(0, None, True, False))
     # Optimisation
     optimizer: str = opt("adam", "adam or rmsprop", choices=("adam", "rmsprop"))
     lr_g: float | None = opt(None, "G learning rate; None = 4e-4 for dcgan, 2e-4 for mlp, 1e-4 for wgan-gp, 5e-5 for "
@@ -158,6 +179,14 @@ class TrainConfig:
     eval_samples: int = opt(1000, "generated samples per evaluation")
     eval_inception: bool = opt(False, "also Inception FID at each evaluation (slow on a CPU: minutes per 1,000 "
                                       "samples)")
+    keep_best: str | None = opt(None, "keep the weights with the lowest --eval-every value of this metric as "
+                                      "checkpoints/best.safetensors, beside the last ones (gankit sample --best)",
+                                choices=("domain_fid", "fid"))
+    # Fine-tuning
+    init_from: str | None = opt(None, "start from another run's G, D and EMA weights (its newest checkpoint) and train "
+                                      "them on this data; the networks' shapes must match")
+    freeze_d: int = opt(0, "with --init-from: keep D's first K blocks, those that see the highest resolutions, as "
+                           "trained (FreezeD, Mo et al. 2020)")
 # fmt: on
 
 
@@ -321,6 +350,8 @@ def validate(cfg: TrainConfig) -> None:
         if not (math.isfinite(value) and inside):  # NaN compares False both ways: caught by isfinite
             null = " or null" if field_types()[name][1] else ""
             raise ConfigError(f"{name} must be a number in {_interval(low, high, low_in, high_in)}{null}, got {value}")
+    if cfg.freeze_d < 0:
+        raise ConfigError(f"freeze_d must be 0 or more, got {cfg.freeze_d}")
     try:
         parse_policy(cfg.augment)
     except ValueError as e:

@@ -114,12 +114,8 @@ def save(
     """Write one checkpoint atomically and delete all but the newest `keep`."""
     weights = path_for(run_dir, step)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        f"{name}.{k}": v.detach().cpu().contiguous() for name, m in modules.items() for k, v in m.state_dict().items()
-    }
-    meta = {k: json.dumps(v) for k, v in {**metadata, "step": step}.items()}
     atomic_write(state_path(weights), lambda p: torch.save(state, p))
-    atomic_write(weights, lambda p: save_file(tensors, str(p), metadata=meta))
+    write_weights(weights, step, modules, metadata)
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink()
         state_path(old).unlink(missing_ok=True)
@@ -150,6 +146,34 @@ def load_weights(weights: Path, modules: dict[str, torch.nn.Module]) -> None:
             raise CheckpointError(f"checkpoint {weights} does not match the model ({name}): {first}") from None
 
 
+def tensor_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in a checkpoint, read from its header (no tensor is loaded)."""
+    try:
+        with safe_open(str(weights), "pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"checkpoint {weights} is unreadable: {_first_line(e)}") from None
+
+
+def best_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints" / "best.safetensors"
+
+
+def save_best(run_dir: Path, step: int, modules: dict[str, torch.nn.Module], metadata: dict[str, Any]) -> Path:
+    """The weights with the best --keep-best value so far (no training state: they are sampled, not resumed)."""
+    return write_weights(best_path(run_dir), step, modules, metadata)
+
+
+def write_weights(path: Path, step: int, modules: dict[str, torch.nn.Module], metadata: dict[str, Any]) -> Path:
+    """Every module's tensors, prefixed by its name, and the metadata (JSON values) in one safetensors file."""
+    tensors = {
+        f"{name}.{k}": v.detach().cpu().contiguous() for name, m in modules.items() for k, v in m.state_dict().items()
+    }
+    meta = {k: json.dumps(v) for k, v in {**metadata, "step": step}.items()}
+    atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
+    return path
+
+
 def load_state(weights: Path) -> dict[str, Any]:
     try:
         return torch.load(state_path(weights), weights_only=True)
@@ -161,10 +185,11 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def load_networks(run_dir: str | Path, ema: bool = False, device: str = "cpu"):
+def load_networks(run_dir: str | Path, ema: bool = False, device: str = "cpu", best: bool = False):
     """(G, D, NetSpec, step) in eval mode from a run folder's newest readable checkpoint; needs no data.
 
-    With `ema`, G holds the exponential moving average of the generator's weights.
+    With `ema`, G holds the exponential moving average of the generator's weights; with `best`, the weights
+    `--keep-best` kept.
     """
     loaded = {}
 
@@ -180,9 +205,14 @@ def load_networks(run_dir: str | Path, ema: bool = False, device: str = "cpu"):
         load_weights(weights, {"G_ema" if ema else "G": G, "D": D})
         loaded.update(G=G, D=D, spec=spec, step=int(meta["step"]))
 
-    used, skipped = newest_readable(Path(run_dir), load)
-    for weights, why in skipped:
-        print(f"gankit: warning: skipped {weights.name}, {why}; using {used.name}", file=sys.stderr)
+    if best:
+        if not best_path(run_dir).is_file():
+            raise ConfigError(f"{run_dir} has no best checkpoint: train with --keep-best METRIC and --eval-every N")
+        load(best_path(run_dir))
+    else:
+        used, skipped = newest_readable(Path(run_dir), load)
+        for weights, why in skipped:
+            print(f"gankit: warning: skipped {weights.name}, {why}; using {used.name}", file=sys.stderr)
     return loaded["G"].to(device).eval(), loaded["D"].to(device).eval(), loaded["spec"], loaded["step"]
 
 
@@ -274,9 +304,10 @@ class Run:
         return Path(out)
 
 
-def load(run_dir: str | Path, ema: bool | None = None, device: str = "cpu") -> Run:
-    """The run in `run_dir` from its newest readable checkpoint; `ema` None = the EMA weights where the run has them."""
+def load(run_dir: str | Path, ema: bool | None = None, device: str = "cpu", best: bool = False) -> Run:
+    """The run in `run_dir` from its newest readable checkpoint (`best`: the one --keep-best kept); `ema` None = the
+    EMA weights where the run has them."""
     config = run_config(run_dir)
     ema = has_ema(config) if ema is None else ema
-    G, D, spec, step = load_networks(run_dir, ema=ema, device=device)
+    G, D, spec, step = load_networks(run_dir, ema=ema, device=device, best=best)
     return Run(Path(run_dir), G, D, spec, step, config, ema)

@@ -1,4 +1,5 @@
-"""Generators and discriminators: DCGAN (Radford et al. 2015), its conditional variant, and MLPs for 2-D data.
+"""Generators and discriminators: DCGAN (Radford et al. 2015), its conditional variant, residual networks (SNGAN,
+Miyato et al. 2018), and MLPs for 2-D data.
 
 Conventions: `G(z, y)` maps noise (N, latent_dim) and optional labels (N,) to samples; `D.features(x, y)` gives
 (N, F) features, `D.head(f, y)` (N,) logits with higher = more real, and `D(x, y) = D.head(D.features(x, y), y)`.
@@ -18,12 +19,15 @@ from gankit.models.dcgan import (
     init_dcgan_weights,
 )
 from gankit.models.mlp import MLPDiscriminator, MLPGenerator
+from gankit.models.resnet import ResNetDiscriminator, ResNetGenerator, resnet_plan
 from gankit.models.spec import NetSpec
 
 ARCHITECTURES = {
     "dcgan": (DCGANGenerator, DCGANDiscriminator),
     "mlp": (MLPGenerator, MLPDiscriminator),
+    "resnet": (ResNetGenerator, ResNetDiscriminator),
 }
+PLANS = {"dcgan": dcgan_plan, "resnet": resnet_plan}  # resolution → layout; raises ValueError for a side it lacks
 
 
 def build(model: str, spec: NetSpec) -> tuple[nn.Module, nn.Module]:
@@ -46,4 +50,4 @@ def eval_mode(*modules: nn.Module):
             m.train(mode)
 
 
-__all__ = ["ARCHITECTURES", "NetSpec", "build", "dcgan_plan", "eval_mode", "init_dcgan_weights"]
+__all__ = ["ARCHITECTURES", "PLANS", "NetSpec", "build", "dcgan_plan", "eval_mode", "init_dcgan_weights"]

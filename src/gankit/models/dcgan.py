@@ -15,6 +15,7 @@ from gankit.models.layers import (
     head_terms,
     label_projection,
     network_format,
+    stages,
     std_weight,
 )
 from gankit.models.spec import NetSpec
@@ -118,6 +119,10 @@ class DCGANDiscriminator(nn.Module):
         self.label_projection = label_projection(spec, (width // 2) * base * base)
         self.std_weight = std_weight(spec)
         init_dcgan_weights(self)
+
+    def stages(self) -> list[list[nn.Module]]:
+        """D's layers by resolution, highest first: each strided convolution with the layers that follow it."""
+        return stages(self.body, StridedConv2d)
 
     def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.concat_classes:

@@ -117,3 +117,13 @@ def label_projection(spec: NetSpec, feature_dim: int) -> nn.Module | None:
     if not spec.num_classes or spec.conditioning_d != "projection":
         return None
     return d_layer(nn.Embedding(spec.num_classes, feature_dim), spec)
+
+
+def stages(layers, first: type) -> list[list[nn.Module]]:
+    """`layers` in groups, each starting at a layer of type `first` (D's stages by resolution, highest first)."""
+    groups: list[list[nn.Module]] = []
+    for layer in layers:
+        if isinstance(layer, first) or not groups:
+            groups.append([])
+        groups[-1].append(layer)
+    return groups

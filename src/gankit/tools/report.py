@@ -25,6 +25,8 @@ CURVES = [
     ("Losses", ("loss_d", "loss_g"), "loss", False),
     ("D's mean output on real and generated data", ("d_real", "d_fake"), "σ(D)", False),
     ("G's gradient norm", ("grad_norm_g",), "‖∇θ_G‖", True),
+    ("D memorising: r_t = E[sign D(real)], and ADA's augmentation probability p", ("r_t", "ada_p"), "", False),
+    ("D's penalties", ("gradient_penalty", "r1_penalty", "lecam_penalty"), "penalty", True),
     ("Inception FID (lower is better)", ("fid",), "FID", True),
     ("Domain FID (lower is better)", ("domain_fid",), "domain FID", True),
     ("Class coverage", ("classes_hit",), "classes hit", False),

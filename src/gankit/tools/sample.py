@@ -24,12 +24,13 @@ def sample_to_file(
     ema: bool = False,
     nrow: int | None = None,
     per_class: bool = False,
+    best: bool = False,
 ) -> Path:
     """Write a PNG of n samples from a run's latest checkpoint: an image grid, or a scatter plot for 2-D runs.
 
-    `per_class` (conditional runs): one row of n samples per class.
+    `per_class` (conditional runs): one row of n samples per class. `best`: the weights --keep-best kept.
     """
-    run = load(run_dir, ema=ema)
+    run = load(run_dir, ema=ema, best=best)
     if not per_class:
         return run.save_samples(out, n, seed, label, nrow)
     if not run.spec.num_classes or label is not None:
@@ -50,19 +51,21 @@ def export(
     label: int | None = None,
     ema: bool | None = None,
     truncation: float | None = None,
+    best: bool = False,
 ) -> Path:
     """n samples as files to use elsewhere (another FID tool, a dataset): `png` writes OUT/000000.png … (and
     labels.csv for a conditional G), `npz` one array x (N, H, W, C) uint8 (and y); either with samples.json, which
     records the run, step, weights, seed and truncation the samples came from."""
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
-    run = load(run_dir, ema=ema)
+    run = load(run_dir, ema=ema, best=best)
     if run.spec.resolution == 0:
         raise ConfigError(f"{run_dir} is a 2-D toy run: export its points with gankit.load(run).generate(n)")
     labels = labels_for(run.spec.num_classes, n, label)
     images = to_uint8(run.generate(n, labels, seed, truncation)).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
     out = Path(out)
-    record = {"run": str(run_dir), "step": run.step, "weights": "G_ema" if run.ema else "G", "n": n, "seed": seed,
+    weights = ("G_ema" if run.ema else "G") + (" (best.safetensors)" if best else "")
+    record = {"run": str(run_dir), "step": run.step, "weights": weights, "n": n, "seed": seed,
               "truncation": truncation, "format": fmt}  # fmt: skip
     if fmt == "npz":
         arrays = {"x": images} | ({"y": labels.numpy()} if labels is not None else {})

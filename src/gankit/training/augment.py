@@ -12,14 +12,28 @@ from __future__ import annotations
 import torch
 
 
-def augment(x: torch.Tensor, policy: tuple[str, ...], draw) -> torch.Tensor:
+def augment(x: torch.Tensor, policy: tuple[str, ...], draw, p: torch.Tensor | None = None) -> torch.Tensor:
     """x (N, C, H, W) transformed by each operation of `policy`, independently per image.
 
     `draw(k)` returns (N, k) uniform numbers in [0, 1) on x's device: the caller owns the random stream, so that a
-    resumed or sharded run draws the same transformations."""
+    resumed or sharded run draws the same transformations. `p` (a 0-d tensor): each operation is applied to each
+    image with this probability, else to all of them (adaptive augmentation, ADA: Karras et al. 2020)."""
     for name in policy:
-        x = _OPS[name](x, draw)
+        if p is None:
+            x = _OPS[name](x, draw)
+        else:
+            applied = (draw(1) < p)[:, :, None, None]  # drawn first, for every image, whatever p is
+            x = torch.where(applied, _OPS[name](x, draw), x)
     return x
+
+
+ADA_INTERVAL = 4  # steps between adjustments of p (ADA's)
+
+
+def adjust_ada(p: torch.Tensor, r_t: torch.Tensor, target: float, images: int, kimg: float) -> torch.Tensor:
+    """ADA's rule: p moves by sign(r_t − target) · images / (kimg · 1000), kept in [0, 1]. r_t = E[sign(D(x))] over
+    the real images of the last `images`: near 1, D scores every training image as real — it has memorised them."""
+    return (p + torch.sign(r_t - target) * images / (kimg * 1000)).clamp(0, 1)
 
 
 def translation(x: torch.Tensor, draw, ratio: float = 0.125) -> torch.Tensor:

@@ -12,7 +12,8 @@ from gankit import host
 from gankit.config import TrainConfig, parse_policy
 from gankit.data import REGISTRY, is_toy
 from gankit.errors import ConfigError
-from gankit.models import NetSpec, dcgan_plan
+from gankit.metrics.evaluate import has_classifier
+from gankit.models import PLANS, NetSpec
 from gankit.training.losses import LOSSES
 
 
@@ -23,11 +24,11 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
     if toy and model != "mlp":
         raise ConfigError(f"{cfg.data} is 2-D toy data: use --model mlp")
     if not toy and model == "mlp":
-        raise ConfigError("the mlp model is for 2-D toy data; use --model dcgan for images")
+        raise ConfigError("the mlp model is for 2-D toy data; use --model dcgan or resnet for images")
     resolution = 0 if toy else (cfg.resolution or shape["resolution"])
     if not toy:
         try:
-            dcgan_plan(resolution)
+            PLANS[model](resolution)
         except ValueError as e:
             raise ConfigError(f"{e}; pass --resolution to resize the data once at load") from None
     if cfg.conditional and not shape["num_classes"]:
@@ -40,6 +41,19 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         raise ConfigError(
             "--class-batchnorm is for a conditional dcgan (images with class labels) with batch norm in G"
         )
+    if model == "resnet" and (cfg.batchnorm_g is False or cfg.batchnorm_d or cfg.class_batchnorm):
+        raise ConfigError(
+            "the resnet networks have batch norm in G (per class when conditional) and none in D, as SNGAN's: "
+            "--batchnorm-g, --batchnorm-d and --class-batchnorm are for dcgan"
+        )
+    if cfg.keep_best and not cfg.eval_every:
+        raise ConfigError(f"--keep-best {cfg.keep_best} keeps the best --eval-every value: add --eval-every N")
+    if cfg.keep_best == "fid" and not cfg.eval_inception:
+        raise ConfigError("--keep-best fid needs Inception FID at each evaluation: add --eval-inception")
+    if cfg.keep_best == "domain_fid" and not has_classifier(cfg.data):
+        raise ConfigError(f"there is no domain classifier for {cfg.data}: use --keep-best fid with --eval-inception")
+    if cfg.freeze_d and not cfg.init_from:
+        raise ConfigError("--freeze-d keeps trained layers of D as they are: it needs --init-from RUN")
     if toy and cfg.mirror:
         raise ConfigError("--mirror flips images; 2-D toy data has none")
     if toy and parse_policy(cfg.augment):
@@ -49,12 +63,19 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         raise ConfigError(f"label smoothing has no meaning for the {cfg.loss} loss")
     gp_loss = cfg.loss == "wgan-gp"
     device = device_for(cfg.device)
-    auto_bf16 = cfg.precision == "auto" and dcgan and fast_bf16(device)  # toy points need fp32: bf16 rounds 1.0 to 2^-8
-    width_g, width_d = dcgan_widths(resolution, device, cfg.max_minutes) if dcgan else (256, 256)
-    # Learning rates and critic steps: the WGAN papers' own; for the rest, 4e-4 at batch 32 trained DCGAN on
-    # Fashion-MNIST to a clearly lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs/performance.md).
+    resnet = model == "resnet"
+    # Toy points need fp32: bf16 rounds 1.0 to 2^-8.
+    auto_bf16 = cfg.precision == "auto" and not toy and fast_bf16(device)
+    if dcgan:
+        width_g, width_d = dcgan_widths(resolution, device, cfg.max_minutes)
+    else:
+        width_g, width_d = resnet_widths(resolution) if resnet else (256, 256)
+    # Learning rates and critic steps: the WGAN papers' own; SNGAN's Adam for its residual networks (Miyato et al.
+    # 2018, table 3: 2e-4, β1 0, β2 0.9); for the rest, 4e-4 at batch 32 trained DCGAN on Fashion-MNIST to a clearly
+    # lower FID per CPU-minute than the classic 2e-4 at batch 128 (docs/performance.md).
     lr = {"wgan": 5e-5, "wgan-gp": 1e-4}.get(cfg.loss, 4e-4 if dcgan else 2e-4)
     lr_g = cfg.lr_g or lr
+    zero_beta1 = gp_loss or resnet
     holdout = holdout_for(cfg)
     return dataclasses.replace(
         cfg,
@@ -64,15 +85,16 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         latent_dim=cfg.latent_dim or (100 if dcgan else 2),
         width_g=cfg.width_g or width_g,
         width_d=cfg.width_d or width_d,
-        batchnorm_g=cfg.batchnorm_g if cfg.batchnorm_g is not None else dcgan,
-        # A per-sample gradient penalty is wrong under batch norm (Gulrajani et al.), and SN replaces it.
+        batchnorm_g=cfg.batchnorm_g if cfg.batchnorm_g is not None else not toy,
+        spectral_norm=cfg.spectral_norm or resnet,  # every layer of the residual D, always (SNGAN)
+        # A per-sample gradient penalty (WGAN-GP, R1) is wrong under batch norm (Gulrajani et al.); SN replaces it.
         batchnorm_d=cfg.batchnorm_d
         if cfg.batchnorm_d is not None
-        else (dcgan and not cfg.spectral_norm and not gp_loss),
+        else (dcgan and not cfg.spectral_norm and not gp_loss and not cfg.r1),
         gp_weight=cfg.gp_weight if cfg.gp_weight is not None else loss.gradient_penalty,
         weight_clip=cfg.weight_clip if cfg.weight_clip is not None else loss.weight_clip,
-        beta1=cfg.beta1 if cfg.beta1 is not None else (0.0 if gp_loss else 0.5),
-        beta2=cfg.beta2 if cfg.beta2 is not None else (0.9 if gp_loss else 0.999),
+        beta1=cfg.beta1 if cfg.beta1 is not None else (0.0 if zero_beta1 else 0.5),
+        beta2=cfg.beta2 if cfg.beta2 is not None else (0.9 if zero_beta1 else 0.999),
         batch_size=cfg.batch_size or (32 if not toy else 256),
         n_critic=cfg.n_critic or (5 if cfg.loss in ("wgan", "wgan-gp") else 1),
         lr_g=lr_g,
@@ -108,6 +130,14 @@ def dcgan_widths(resolution: int, device: torch.device, max_minutes: float | Non
     if not short_budget and (host.current().vectors == "AVX512" or fast_bf16(device)):
         return 96, 64
     return 48, 32
+
+
+def resnet_widths(resolution: int) -> tuple[int, int]:
+    """G's and D's base widths for the residual networks. The paper's CIFAR networks are 256 / 128 wide throughout;
+    a CPU step of those takes seconds. These start where a residual step costs about what the DCGAN default's does
+    (`gankit train --model resnet --print-model` counts the FLOPs): 32 at 28 and 32 px, 16 at 64 and 128, where the
+    widths double per block (G 16·2⁴ = 256 wide at 4×4)."""
+    return (32, 32) if resolution <= 32 else (16, 16)
 
 
 def holdout_for(cfg: TrainConfig) -> float:

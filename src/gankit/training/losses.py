@@ -87,6 +87,25 @@ def gradient_penalty(
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 
+def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): E[‖∇ₓD(x)‖²] on real images only, the squared norm per sample over all of its
+    remaining dimensions. D's loss adds γ/2 times it: it keeps D flat on the data, where the game's equilibrium has
+    D's gradient zero, without pulling it towards a norm of 1 as WGAN-GP does."""
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(real).sum(), real, create_graph=True)
+    return grad.flatten(1).square().sum(dim=1).mean()
+
+
+def lecam_penalty(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor, anchor_real: torch.Tensor, anchor_fake: torch.Tensor
+) -> torch.Tensor:
+    """LeCam regularisation (Tseng et al. 2021, eq. 3 as their code computes it): E[relu(D(x) − α_F)²] +
+    E[relu(α_R − D(G(z)))²], with α_R, α_F moving averages of D's mean logits on real and generated images. It keeps
+    D's outputs on real and fake images near each other's history, so D cannot push them apart without bound on a
+    small training set; it bounds the LeCam divergence the game then minimises."""
+    return F.relu(real_logits - anchor_fake).square().mean() + F.relu(anchor_real - fake_logits).square().mean()
+
+
 # --- The registry ---------------------------------------------------------------------------------------------------
 
 

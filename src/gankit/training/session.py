@@ -9,6 +9,7 @@ diagnostics (training.callbacks), evaluation during training, and the user's cal
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from gankit import distributed, host, runs
 from gankit.config import TrainConfig
 from gankit.data.batches import fixed_noise
 from gankit.distributed import Dist
-from gankit.errors import ConfigError, DistributedFailure, Interrupted
+from gankit.errors import CheckpointError, ConfigError, DistributedFailure, Interrupted
 from gankit.files import append_jsonl
 from gankit.host import keep_freed_memory
 from gankit.metrics.evaluate import TrainingEvaluator
@@ -30,6 +31,7 @@ from gankit.training.callbacks import TOY_POINTS, Diagnostics, SampleGrids, repo
 from gankit.training.defaults import device_for, net_spec, resolve
 from gankit.training.loop import StopRequested, train_loop
 from gankit.training.setup import build_state, load_data
+from gankit.training.state import TrainState
 
 
 class Session:
@@ -77,8 +79,11 @@ class Session:
         self.step = self.saved_step = 0
         self.callbacks: list = []  # see train()
         self.elapsed_before = 0.0
+        self.best = math.inf  # the lowest --keep-best value so far
         if resume:
             self._restore()
+        elif cfg.init_from:
+            self.started_from = initialise_from(self.state, cfg.init_from)
         self.state.G_train = self._distributed(self.state.G)
         self.state.D_train = self._distributed(self.state.D)
         self.started = time.perf_counter()
@@ -103,6 +108,9 @@ class Session:
                 f"training {cfg.model}/{cfg.loss} (G {cfg.width_g} / D {cfg.width_d} wide) on {description}, "
                 f"{cfg.precision} on {where}, step {self.step} → {cfg.steps}, run folder {self.run_dir}"
             )
+            if cfg.init_from and not resume:
+                frozen = f", D's first {cfg.freeze_d} stages frozen" if cfg.freeze_d else ""
+                self.say(f"starting from {self.started_from}{frozen}")
             if cfg.precision == "bf16" and device.type == "cpu" and not host.current().fast_bf16:
                 self.say(f"note: {host.current().bf16_note()} (--precision auto picks fp32 here)")
 
@@ -174,6 +182,12 @@ class Session:
         for name, value in values.items():
             self.writer().add_scalar(f"eval/{name}", value, self.step)
         self.say(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+        best = self.cfg.keep_best
+        if best and values.get(best, math.inf) < self.best:
+            self.best = values[best]
+            if self.main:
+                meta = {**self.checkpoint_metadata(), best: self.best}
+                runs.save_best(self.run_dir, self.step, self.state.modules(), meta)
         self._notify("on_eval", values)
 
     def _notify(self, hook: str, value) -> None:
@@ -183,17 +197,16 @@ class Session:
 
     def save_checkpoint(self) -> None:
         if self.main:
-            state = {"step": self.step, "elapsed": self.elapsed(), **self.state.state_dict()}
+            state = {"step": self.step, "elapsed": self.elapsed(), "best": self.best, **self.state.state_dict()}
             if self.diagnostics is not None:
                 state["diagnostics"] = self.diagnostics.watcher.state_dict()
-            meta = {
-                "model": self.cfg.model,
-                "spec": dataclasses.asdict(self.spec),
-                "has_ema": self.state.G_ema is not None,
-            }
+            meta = self.checkpoint_metadata()
             path = runs.save(self.run_dir, self.step, self.state.modules(), meta, state, self.cfg.keep_checkpoints)
             self._notify("on_checkpoint", path)
         self.saved_step = self.step
+
+    def checkpoint_metadata(self) -> dict:
+        return {"model": self.cfg.model, "spec": dataclasses.asdict(self.spec), "has_ema": self.state.G_ema is not None}
 
     def last_checkpoint_note(self) -> str:
         if self.saved_step == 0:
@@ -216,12 +229,43 @@ class Session:
         if "diagnostics" in state and self.diagnostics is not None:
             self.diagnostics.watcher.load_state_dict(state["diagnostics"])
         self.step = self.saved_step = int(state["step"])
+        self.best = float(state.get("best", math.inf))
         self.elapsed_before = float(state["elapsed"])
 
     def close(self) -> None:
         self.progress.close()
         if self.tb is not None:
             self.tb.close()
+
+
+def initialise_from(state: TrainState, run_dir: str) -> str:
+    """Load another run's newest readable G, D and EMA weights into `state` (fine-tuning); returns which checkpoint.
+    A source without EMA gives its G to the EMA too."""
+    modules = state.modules()
+
+    def load(weights: Path) -> None:
+        available = runs.read_metadata(weights)
+        names = {name: m for name, m in modules.items() if name != "G_ema" or available.get("has_ema", True)}
+        theirs = runs.tensor_shapes(weights)
+        for name, module in names.items():
+            for key, tensor in module.state_dict().items():
+                there = theirs.get(f"{name}.{key}")
+                if there != tuple(tensor.shape):
+                    shape = "missing" if there is None else f"{there}"
+                    raise ConfigError(
+                        f"--init-from {run_dir}: its networks differ from these ({name}.{key}: {shape} there, "
+                        f"{tuple(tensor.shape)} here); build the same ones (--model, --width-g, --width-d, "
+                        f"--resolution, --conditional, --latent-dim)"
+                    )
+        runs.load_weights(weights, names)
+        if "G_ema" in modules and "G_ema" not in names:
+            modules["G_ema"].load_state_dict(modules["G"].state_dict())
+
+    try:
+        used, _ = runs.newest_readable(Path(run_dir), load)
+    except CheckpointError as e:
+        raise ConfigError(f"--init-from {run_dir}: {e}") from None
+    return str(used)
 
 
 def _each(hooks):

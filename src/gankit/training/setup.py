@@ -8,7 +8,7 @@ import dataclasses
 
 import torch
 
-from gankit.config import TrainConfig, parse_policy
+from gankit.config import TrainConfig, is_adaptive, parse_policy
 from gankit.data import is_toy, load_images, make_toy, to_model_range
 from gankit.data.batches import ImageBatches, ToyBatches
 from gankit.data.folders import FolderOptions
@@ -47,9 +47,12 @@ def build_state(cfg: TrainConfig, spec: NetSpec, data, dist: Dist, device: torch
     G, D = build(cfg.model, spec)
     memory_format = torch.channels_last if precision.channels_last else torch.preserve_format
     G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
+    if cfg.freeze_d:
+        freeze_first_stages(D, cfg.freeze_d)
     game = Game(
         LOSSES[cfg.loss], 1.0 - cfg.label_smoothing, cfg.gp_weight, cfg.weight_clip, cfg.n_critic,
-        parse_policy(cfg.augment),
+        parse_policy(cfg.augment), r1_gamma=cfg.r1, lecam_weight=cfg.lecam,
+        ada_target=cfg.ada_target if is_adaptive(cfg.augment) else None, ada_kimg=cfg.ada_kimg,
     )  # fmt: skip
     try:
         if spec.resolution == 0:
@@ -66,7 +69,7 @@ def build_state(cfg: TrainConfig, spec: NetSpec, data, dist: Dist, device: torch
         D=D,
         G_ema=copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema else None,
         opt_g=make_optimizer(cfg, G.parameters(), cfg.lr_g),
-        opt_d=make_optimizer(cfg, D.parameters(), cfg.lr_d),
+        opt_d=make_optimizer(cfg, [p for p in D.parameters() if p.requires_grad], cfg.lr_d),
         game=game,
         precision=precision,
         batches=batches,
@@ -77,4 +80,50 @@ def build_state(cfg: TrainConfig, spec: NetSpec, data, dist: Dist, device: torch
         rank=dist.rank,
         world_size=dist.world_size,
         mirror=cfg.mirror,
+        lecam_anchors=torch.full((2,), float("nan"), device=device) if cfg.lecam else None,
+        ada=torch.zeros(3, device=device) if is_adaptive(cfg.augment) else None,  # p starts at 0, as in ADA
     )
+
+
+def freeze_first_stages(D: torch.nn.Module, k: int) -> None:
+    """FreezeD (Mo et al. 2020): D's first k stages — the layers that see the highest resolutions, which a D trained
+    on other images has turned into general edge and texture detectors — are kept as they are; the rest is trained.
+    """
+    stages = D.stages() if hasattr(D, "stages") else []
+    if k >= len(stages):
+        raise ConfigError(f"--freeze-d {k}: this D has {len(stages)} stages; freeze fewer, so that some are trained")
+    for module in (m for stage in stages[:k] for m in stage):
+        module.requires_grad_(False)
+
+
+def describe_networks(cfg: TrainConfig) -> str:
+    """What `gankit train --print-model` prints: the resolved networks, layer by layer, with their parameter counts,
+    each network's output shape and its forward FLOPs per sample (counted by torch.utils.flop_counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from gankit.training.defaults import net_spec, resolve
+
+    _, shape, description = load_data(cfg)
+    cfg = resolve(cfg, shape)
+    spec = net_spec(cfg, shape)
+    torch.manual_seed(cfg.seed)
+    G, D = build(cfg.model, spec)
+    G.eval(), D.eval()
+    n = 2
+    z = torch.randn(n, spec.latent_dim)
+    y = torch.zeros(n, dtype=torch.int64) if spec.num_classes else None
+    lines = [f"{cfg.model} on {description}"]
+
+    def describe(name: str, net: torch.nn.Module, *inputs) -> torch.Tensor:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            out = net(*inputs)
+        params = sum(p.numel() for p in net.parameters())
+        flops = counter.get_total_flops() / n
+        lines.append(
+            f"{name}: {params:,} parameters, {flops / 1e6:,.1f} MFLOPs a sample, output {tuple(out.shape[1:])}"
+        )
+        lines.append(repr(net))
+        return out
+
+    describe("D", D, describe("G", G, z, y), y)
+    return "\n".join(lines)

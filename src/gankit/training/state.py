@@ -21,6 +21,10 @@ class Game:
     weight_clip: float | None
     n_critic: int
     augment: tuple[str, ...] = ()  # DiffAugment operations applied to everything D sees
+    r1_gamma: float = 0.0  # R1 penalty γ (0 = off), applied lazily every R1_EVERY steps
+    lecam_weight: float = 0.0  # LeCam regularisation weight (0 = off)
+    ada_target: float | None = None  # adaptive augmentation: the r_t its p is steered toward; None = p fixed at 1
+    ada_kimg: float = 500.0  # ...and the thousands of images over which p may go from 0 to 1
 
 
 class Precision:
@@ -62,6 +66,8 @@ class TrainState:
     rank: int = 0
     world_size: int = 1
     mirror: bool = False  # flip half the real images left-right, drawn per batch (--mirror)
+    lecam_anchors: torch.Tensor | None = None  # LeCam's moving averages of D's mean logit on real and fake images
+    ada: torch.Tensor | None = None  # adaptive augmentation: (p, Σ sign(D(real)) and its count since p last moved)
 
     def __post_init__(self):
         self.G_train = self.G_train if self.G_train is not None else self.G
@@ -77,6 +83,10 @@ class TrainState:
         state = {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng_cpu": torch.get_rng_state()}
         if device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(device)
+        if self.lecam_anchors is not None:
+            state["lecam_anchors"] = self.lecam_anchors
+        if self.ada is not None:
+            state["ada"] = self.ada
         if self.precision.scaler_d.is_enabled():
             state["scaler_d"] = self.precision.scaler_d.state_dict()
             state["scaler_g"] = self.precision.scaler_g.state_dict()
@@ -88,6 +98,10 @@ class TrainState:
         torch.set_rng_state(state["rng_cpu"])
         if "rng_cuda" in state and self.precision.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"], self.precision.device)
+        if "lecam_anchors" in state:
+            self.lecam_anchors = state["lecam_anchors"].to(self.precision.device)
+        if "ada" in state:
+            self.ada = state["ada"].to(self.precision.device)
         if "scaler_d" in state and self.precision.scaler_d.is_enabled():
             self.precision.scaler_d.load_state_dict(state["scaler_d"])
             self.precision.scaler_g.load_state_dict(state["scaler_g"])
