@@ -253,3 +253,15 @@ def test_op_times_times_every_op_of_a_step_and_sorts_them_by_kind():
     ops = {h["op"] for h in t["hottest"]}
     assert ops & {"convolution", "convolution_backward"}
     assert "ms" in format_op_times(t).splitlines()[0]
+
+
+def test_resnet_rows_run_beside_dcgan_at_32_and_64():
+    from gankit.bench import speed as bench
+
+    assert bench.training_modes(32)[-1] == bench.training_modes(64)[-1] == bench.RESNET_ROW
+    assert bench.RESNET_ROW not in bench.training_modes(28) and bench.RESNET_ROW not in bench.training_modes()
+    images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    step = bench.gankit_loop(images, 32, batch_size=8, bf16=False, model="resnet")
+    flops = bench.count_flops(step)
+    dcgan_flops = bench.count_flops(bench.gankit_loop(images, 32, batch_size=8, bf16=False))
+    assert 0 < flops and flops != dcgan_flops  # another network, counted the same way

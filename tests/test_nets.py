@@ -203,9 +203,9 @@ def test_channels_last_networks_keep_every_activation_and_gradient_channels_last
         # SNGAN's CIFAR layout at 28 and 32: constant widths; D pools twice, then two blocks keep the side
         (28, [8, 8, 8], [8, 8, 8, 8], 8),
         (32, [8, 8, 8, 8], [8, 8, 8, 8], 8),
-        # its ImageNet layout at 64 and 128: G halves its width per up-block, D doubles it per down-block
-        (64, [128, 64, 32, 16, 8], [8, 16, 32, 64, 64], 64),
-        (128, [256, 128, 64, 32, 16, 8], [8, 16, 32, 64, 128, 128], 128),
+        # its ImageNet layout at 64, 128: G halves its width per up-block after the first, D doubles it per down-block
+        (64, [64, 64, 32, 16, 8], [8, 16, 32, 64, 64], 64),
+        (128, [128, 128, 64, 32, 16, 8], [8, 16, 32, 64, 128, 128], 128),
     ],
 )
 def test_resnet_follows_sngan(resolution, widths_g, widths_d, features):

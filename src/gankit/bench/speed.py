@@ -39,7 +39,7 @@ from gankit.data.batches import ImageBatches
 from gankit.errors import ConfigError, DataError
 from gankit.host import keep_freed_memory
 from gankit.models import build
-from gankit.training.defaults import make_optimizer
+from gankit.training.defaults import make_optimizer, resnet_widths
 from gankit.training.engine import train_step
 from gankit.training.losses import LOSSES
 from gankit.training.state import Game, Precision, TrainState
@@ -47,14 +47,19 @@ from gankit.training.stats import Stats
 
 RESOLUTIONS = (28, 32, 64)
 MODES = ("reference", "reference, gankit's allocator", "gankit fp32", "gankit fast")
+RESNET_ROW = "gankit resnet, fast"  # the residual networks at their default widths, in gankit's fast arithmetic
+RESNET_RESOLUTIONS = (32, 64)
 
 
-def training_modes() -> tuple[str, ...]:
+def training_modes(resolution: int | None = None) -> tuple[str, ...]:
     """The rows to run. Where bf16 is not faster than fp32, gankit's fast mode is its fp32 mode, and one row of it is
-    enough; where bf16 is native but slower, a "gankit bf16" row shows by how much."""
+    enough; where bf16 is native but slower, a "gankit bf16" row shows by how much. At 32 and 64 a last row runs
+    `--model resnet`, beside the DCGAN rows."""
     if host.current().fast_bf16:
-        return MODES
-    return MODES[:-1] + (("gankit bf16",) if host.current().native_bf16 else ())
+        modes = MODES
+    else:
+        modes = MODES[:-1] + (("gankit bf16",) if host.current().native_bf16 else ())
+    return modes + ((RESNET_ROW,) if resolution in RESNET_RESOLUTIONS else ())
 
 
 def bench_images(n: int = 60000) -> tuple[torch.Tensor, str]:
@@ -66,12 +71,18 @@ def bench_images(n: int = 60000) -> tuple[torch.Tensor, str]:
         return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=generator), "random 1×28×28"
 
 
-def gankit_loop(images: torch.Tensor, resolution: int, batch_size: int, bf16: bool):
+def gankit_loop(images: torch.Tensor, resolution: int, batch_size: int, bf16: bool, model: str = "dcgan"):
     """A step function running gankit's engine (`engine.train_step`, as `gankit train` does, EMA included) on the
-    classic loop's architecture and optimiser settings; fp32 is the same arithmetic as the reference."""
+    classic loop's architecture and optimiser settings; fp32 is the same arithmetic as the reference. `model`
+    "resnet": the residual networks at their default widths instead, laid out as `gankit train` lays them out."""
     torch.manual_seed(0)
     spec = reference_spec(images.shape[1], resolution)
-    G, D = (m.to(memory_format=torch.channels_last) for m in build("dcgan", spec))
+    dcgan = model == "dcgan"
+    if not dcgan:
+        width_g, width_d = resnet_widths(resolution)
+        spec = dataclasses.replace(spec, width_g=width_g, width_d=width_d, spectral_norm_d=True)
+    memory_format = torch.channels_last if dcgan else torch.preserve_format
+    G, D = (m.to(memory_format=memory_format) for m in build(model, spec))
     dtype = torch.bfloat16 if bf16 else None
     cfg = TrainConfig(batch_size=batch_size, seed=0, ema=0.999, beta1=0.5, beta2=0.999)
     state = TrainState(
@@ -81,7 +92,7 @@ def gankit_loop(images: torch.Tensor, resolution: int, batch_size: int, bf16: bo
         opt_g=make_optimizer(cfg, G.parameters(), lr=2e-4),
         opt_d=make_optimizer(cfg, D.parameters(), lr=2e-4),
         game=Game(LOSSES["ns"], real_target=1.0, gp_weight=0.0, weight_clip=None, n_critic=1),
-        precision=Precision(torch.device("cpu"), dtype, channels_last=True),
+        precision=Precision(torch.device("cpu"), dtype, channels_last=dcgan),
         batches=ImageBatches(to_model_range(images, resolution), None, batch_size, seed=0),
         latent_dim=spec.latent_dim,
         batch_size=batch_size,
@@ -328,15 +339,16 @@ def training_bench(
     for resolution in resolutions:
         loops = {}
         try:
-            for mode in training_modes():
+            for mode in training_modes(resolution):
                 if mode == "reference":
                     loops[mode] = PlainProcessLoop(images, resolution, batch_size, warmup)
                 elif mode == "reference, gankit's allocator":
                     loops[mode] = _InProcess(lambda: _reference(images, resolution, batch_size), warmup)
                 else:
-                    bf16 = mode != "gankit fp32"
+                    bf16 = mode != "gankit fp32" and (mode != RESNET_ROW or host.current().fast_bf16)
+                    model = "resnet" if mode == RESNET_ROW else "dcgan"
                     loops[mode] = _InProcess(
-                        lambda: (gankit_loop(images, resolution, batch_size, bf16), _nothing), warmup
+                        lambda: (gankit_loop(images, resolution, batch_size, bf16, model), _nothing), warmup
                     )
             rows = {mode: {"img_per_s": 0.0, "steps": 0, "added_mb": loop.added_mb} for mode, loop in loops.items()}
             for _ in range(rounds):

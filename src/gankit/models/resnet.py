@@ -6,9 +6,9 @@ on every D layer, global sum pooling, and a projection head for labels.
     D: an optimised first down-block → k − 1 down-blocks → one block that keeps the side → ReLU → Σ over H, W → linear
 
 At 32×32 the widths stay constant (the paper's CIFAR networks: 3 up-blocks from 4×4; D 2 down-blocks and 2 that
-keep 8×8); at 64 and 128 G halves its width at each up-block and D doubles it at each down-block, as the paper's
-ImageNet networks do; 28×28 grows from 7×7 in 2 up-blocks. Weights are Xavier-uniform, gain √2 in the residual
-branches and 1 in the shortcuts and linear layers (the paper's Chainer code; Mimicry's SNGAN).
+keep 8×8); at 64 and 128 G halves its width at each up-block after the first and D doubles it at each down-block,
+as the paper's ImageNet networks do; 28×28 grows from 7×7 in 2 up-blocks. Weights are Xavier-uniform, gain √2 in
+the residual branches and 1 in the shortcuts and linear layers (the paper's Chainer code; Mimicry's SNGAN).
 """
 
 from __future__ import annotations
@@ -100,7 +100,9 @@ class ResNetGenerator(nn.Module):
     def __init__(self, spec: NetSpec):
         super().__init__()
         self.base, k, constant = resnet_plan(spec.resolution)
-        widths = [spec.width_g] * (k + 1) if constant else [spec.width_g * 2 ** (k - i) for i in range(k + 1)]
+        # ImageNet layout: the first block keeps the linear map's width, each later one halves it (16ch, 16ch, 8ch, …)
+        top = spec.width_g * 2 ** (k - 1)
+        widths = [spec.width_g] * (k + 1) if constant else [top] + [top >> i for i in range(k)]
         self.linear = _xavier(nn.Linear(spec.latent_dim, widths[0] * self.base**2), 1.0)
         num_classes = spec.num_classes
         self.blocks = nn.ModuleList(UpBlock(widths[i], widths[i + 1], num_classes) for i in range(k))

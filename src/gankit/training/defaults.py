@@ -136,7 +136,7 @@ def resnet_widths(resolution: int) -> tuple[int, int]:
     """G's and D's base widths for the residual networks. The paper's CIFAR networks are 256 / 128 wide throughout;
     a CPU step of those takes seconds. These start where a residual step costs about what the DCGAN default's does
     (`gankit train --model resnet --print-model` counts the FLOPs): 32 at 28 and 32 px, 16 at 64 and 128, where the
-    widths double per block (G 16·2⁴ = 256 wide at 4×4)."""
+    widths double per block (G 16·2³ = 128 wide at 4×4)."""
     return (32, 32) if resolution <= 32 else (16, 16)
 
 

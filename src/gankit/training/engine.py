@@ -191,6 +191,6 @@ def train_step(state: TrainState, step: int, stats: Stats) -> None:
     if state.ada is not None:
         if step % ADA_INTERVAL == ADA_INTERVAL - 1:
             r_t = distributed.mean(state.ada[1] / state.ada[2], distributed.current())
-            p = adjust_ada(state.ada[0], r_t, game.ada_target, batch_size * ADA_INTERVAL, game.ada_kimg)
-            state.ada.copy_(torch.stack([p, torch.zeros_like(p), torch.zeros_like(p)]))
+            moved = adjust_ada(state.ada[0], r_t, game.ada_target, batch_size * ADA_INTERVAL, game.ada_kimg)
+            state.ada.copy_(torch.stack([moved, torch.zeros_like(moved), torch.zeros_like(moved)]))
         stats.report({"ada_p": state.ada[0]})
