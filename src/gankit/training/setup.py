@@ -15,7 +15,7 @@ from gankit.data.folders import FolderOptions
 from gankit.distributed import Dist
 from gankit.errors import ConfigError
 from gankit.models import NetSpec, build
-from gankit.training.defaults import holdout_for, make_optimizer
+from gankit.training.defaults import holdout_for, make_optimizer, net_spec, resolve
 from gankit.training.losses import LOSSES
 from gankit.training.state import Game, Precision, TrainState
 
@@ -100,8 +100,6 @@ def describe_networks(cfg: TrainConfig) -> str:
     """What `gankit train --print-model` prints: the resolved networks, layer by layer, with their parameter counts,
     each network's output shape and its forward FLOPs per sample (counted by torch.utils.flop_counter)."""
     from torch.utils.flop_counter import FlopCounterMode
-
-    from gankit.training.defaults import net_spec, resolve
 
     _, shape, description = load_data(cfg)
     cfg = resolve(cfg, shape)
