@@ -121,6 +121,7 @@ def test_a_generator_fed_constant_noise_collapses(tmp_path, tiny_dcgan, monkeypa
     )
     (record,) = [r for r in read_jsonl(run / "diagnostics.jsonl") if r["kind"] == "collapse"]
     assert record["evidence"]["diversity_ratio"] < 0.05 and "feature-matching" in record["remedy"]
+    assert "--pack 2" in record["remedy"] and "--unroll 5" in record["remedy"]
 
 
 def test_divergence_is_reported_when_it_starts_and_recorded_when_the_run_stops(tmp_path, tiny_toy, monkeypatch):

@@ -74,15 +74,16 @@ def test_two_processes_hold_identical_weights_after_every_step(tmp_path, tiny_im
 
 
 @pytest.mark.parametrize(
-    "model, loss, augment",
+    "model, loss, augment, extra",
     [
-        ("dcgan", "ns", "none"),
-        ("dcgan", "ns", "translation,cutout,color"),
-        ("mlp", "ns", "none"),
-        ("mlp", "wgan-gp", "none"),
+        ("dcgan", "ns", "none", {}),
+        ("dcgan", "ns", "translation,cutout,color", {}),
+        ("mlp", "ns", "none", {}),
+        ("mlp", "wgan-gp", "none", {"pack": 2}),  # packs within each rank's half; the penalty per pack
+        ("mlp", "ns", "none", {"unroll": 2}),  # the look-ahead's D gradients averaged over ranks
     ],
 )
-def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, tiny_images, model, loss, augment):
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, tiny_images, model, loss, augment, extra):
     settings = (
         dict(TOY)
         if model == "mlp"
@@ -98,7 +99,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, ti
         )
     )
     # wgan-gp: the penalty's random mix must be sliced from the global batch too; so must the augmentations' draws
-    settings["loss"] = loss
+    settings.update(loss=loss, **extra)
     # fp32: bf16 rounding would make the per-rank halves differ from the whole batch in the last bits
     settings.update(steps=5, log_every=1, precision="fp32", ema="none", quiet=True)
     one = gankit("train", *flags(settings), f"--out={tmp_path / 'one'}")

@@ -75,6 +75,24 @@ def test_lab_trains_each_loss_with_one_seed_and_writes_one_page(tmp_path):
     assert frame.width > 1.9 * frame.height  # σ(D) beside D*
 
 
+def test_lab_gives_each_loss_its_recommended_settings_unless_told_otherwise(tmp_path):
+    from gankit.tools.lab import RECOMMENDED
+
+    out = tmp_path / "lab"
+    assert main(["lab", "--losses", "ns,hinge", "--steps", "5", "--out", str(out), "--quiet"]) == 0
+    for loss in ("ns", "hinge"):
+        cfg = json.loads((out / loss / "config.json").read_text())
+        assert {k: cfg[k] for k in RECOMMENDED[loss]} == RECOMMENDED[loss]
+    assert RECOMMENDED["hinge"]["n_critic"] == 5 and RECOMMENDED["ns"]["n_critic"] == 1
+    fixed = ["--set", "n_critic=2", "--set", "lr-g=1e-3", "--out", str(tmp_path / "fixed")]
+    assert main(["lab", "--losses", "ns,hinge", "--steps", "5", "--quiet", *fixed]) == 0
+    for loss in ("ns", "hinge"):
+        cfg = json.loads((tmp_path / "fixed" / loss / "config.json").read_text())
+        assert (cfg["n_critic"], cfg["lr_g"]) == (2, 1e-3)
+    assert main(["lab", "--set", "n_critics=2", "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
+
+
 # --- in a real browser ----------------------------------------------------------------------------------------------
 
 

@@ -82,6 +82,7 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_dcgan):
     [
         ("toy", dict(dropout=0.2, loss="wgan-gp")),  # dropout and the penalty's random mix exercise every RNG
         ("toy", dict(r1=1.0, lecam=0.3)),  # the lazy R1 term's schedule, LeCam's anchors
+        ("toy", dict(pack=2, unroll=1)),  # packed D; G's look-ahead from Adam's saved moments
         # batch norm (per class in G), EMA, Adam, channels_last
         ("dcgan", dict(precision="fp32", conditional=True, minibatch_std=True, class_batchnorm=True, mirror=True)),
         # spectral norm's power-iteration buffers; the augmentations' random stream

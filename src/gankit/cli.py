@@ -349,6 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--seed", type=int, default=0, help="seed shared by every run [0]")
     lab.add_argument("--out", default="runs/lab", help="folder of the runs and index.html [runs/lab]")
     lab.add_argument("--quiet", action="store_true", help="no progress bars")
+    lab.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training setting for every loss instead of each loss's recommended one (repeatable), e.g. "
+        "--set n_critic=1 --set lr_g=1e-4 --set pack=2",
+    )
 
     bench = commands.add_parser(
         "bench",
@@ -575,7 +583,14 @@ def run_lab(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise ConfigError("--steps must be at least 1")
     losses = [name.strip() for name in args.losses.split(",") if name.strip()]
-    print(lab(losses, args.data, args.steps, args.out, args.seed, show_progress=not args.quiet))
+    settings = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
+        settings[key.strip().replace("-", "_")] = value.strip()
+    config_mod.from_dict(settings)  # unknown keys and bad values: one line now, not after the first loss's run
+    print(lab(losses, args.data, args.steps, args.out, args.seed, show_progress=not args.quiet, settings=settings))
     return 0
 
 

@@ -58,6 +58,41 @@ def parse_background(text: str) -> tuple[int, int, int]:
     raise ConfigError(f"background must be white, black or R,G,B with each in 0..255, got {text!r}")
 
 
+# Published recipes, exactly as their papers and code ran them; `--preset NAME` lays one under the settings given.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Lin et al. 2018 (PacGAN), section 5.1 / table 1, as their code runs it (synthetic_data_experiments/
+    # 2DGrid_GAN&PacGAN/config.py and 2DRing_...; pacgan_task.py): G 4 hidden layers of 400 with batch norm and ReLU,
+    # D 3 hidden layers of 200 maxout units of 5 pieces, weights N(0, 0.02), z ~ N(0, I₂), the non-saturating loss,
+    # Adam lr 1e-4 β1 0.8, 100 (packed) samples a batch (batch_size = 100 × --pack, see defaults), 400 epochs of
+    # 100,000 samples = 400,000 steps, no weight averaging. gankit's differences: D and G step in turn (their ALI code
+    # steps both from one batch at once), and each batch is drawn fresh from the mixture, not from a fixed 100,000.
+    "pacgan": {
+        "model": "mlp",
+        "latent_dim": 2,
+        "width_g": 400,
+        "depth_g": 4,
+        "batchnorm_g": True,
+        "width_d": 200,
+        "depth": 3,
+        "maxout": 5,
+        "batchnorm_d": False,
+        "init_std": 0.02,
+        "loss": "ns",
+        "optimizer": "adam",
+        "lr_g": 1e-4,
+        "lr_d": 1e-4,
+        "beta1": 0.8,
+        "beta2": 0.999,
+        "n_critic": 1,
+        "ema": None,
+        "steps": 400_000,
+        "log_every": 1000,
+        "sample_every": 20_000,
+        "checkpoint_every": 20_000,
+    },
+}
+
+
 def opt(default, help: str, *, choices: tuple[str, ...] | None = None, interval: tuple | None = None):
     """A TrainConfig field: its default, its --help text, and the values it may take — choices, or an interval
     (low, high, low included, high included; None = unbounded) for a float."""
@@ -69,6 +104,9 @@ def opt(default, help: str, *, choices: tuple[str, ...] | None = None, interval:
 # fmt: off
 @dataclass
 class TrainConfig:
+    preset: str | None = opt(None, "a published recipe's settings, under any given here: pacgan (Lin et al. 2018's 2-D "
+                                   "experiments: their networks, batch of 100 packs, Adam and 400 epochs)",
+                             choices=tuple(PRESETS))
     # Data
     data: str = opt("fashion-mnist", "dataset name (fashion-mnist, mnist, cifar10), image folder, .npz, or toy (ring8, "
                                      "grid25, spiral)")
@@ -102,7 +140,11 @@ class TrainConfig:
                                     "AVX2-only CPU), 64 at other sides, 256 for mlp")
     width_d: int | None = opt(None, "D width (DCGAN ndf, MLP hidden units); None = 64 for dcgan (32 at 28×28 on an "
                                     "AVX2-only CPU), 256 for mlp")
-    depth: int = opt(3, "MLP hidden layers per network")
+    depth: int = opt(3, "MLP hidden layers of D, and of G unless --depth-g")
+    depth_g: int | None = opt(None, "MLP hidden layers of G; None = --depth")
+    maxout: int = opt(1, "MLP: D's hidden units are maxout units of this many pieces (as PacGAN's); 1 = LeakyReLU")
+    init_std: float | None = opt(None, "MLP: weights drawn from N(0, σ²) and biases 0 (PacGAN's 0.02); None = "
+                                       "PyTorch's default", interval=(0, None, False, False))
     batchnorm_g: bool | None = opt(None, "batch norm in G; None = on for dcgan, off for mlp")
     batchnorm_d: bool | None = opt(None, "batch norm in D (never on its input); None = on for dcgan unless spectral "
                                          "norm, off for mlp")
@@ -117,6 +159,8 @@ class TrainConfig:
                                  "500)", interval=(0, None, False, False))
     minibatch_std: bool = opt(False, "D also sees how much its features vary over groups of 4 samples (Karras et al. "
                                      "2018): against mode collapse")
+    pack: int = opt(1, "D judges packs of M samples, all real or all fake, stacked along channels (PacGAN, Lin et al. "
+                       "2018): against mode collapse; the batch must split into packs; 1 = off")
     # The game
     loss: str = opt("ns", "minimax, ns, wgan, wgan-gp, hinge, lsgan, feature-matching",
                           choices=("minimax", "ns", "wgan", "wgan-gp", "hinge", "lsgan", "feature-matching"))
@@ -130,6 +174,8 @@ class TrainConfig:
     r1: float = opt(0.0, "R1 penalty γ (Mescheder et al. 2018): D's loss adds γ/2·E‖∇D(x)‖² on real images, computed "
                          "every 16th step and weighted ×16 (StyleGAN2's lazy regularisation); 0 = off",
                     interval=(0, None, True, False))
+    unroll: int = opt(0, "G's update looks K steps of D's optimiser ahead, its gradient taken through them (Unrolled "
+                         "GAN, Metz et al. 2017): against mode collapse; 0 = off")
     lecam: float = opt(0.0, "LeCam regularisation weight (Tseng et al. 2021): D's outputs on real and generated images "
                             "are held near moving averages of each other's; 0 = off", interval=(0, None, True, False))
     # Optimisation
@@ -244,6 +290,11 @@ def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainC
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    preset = values.get("preset")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        base = dataclasses.replace(base or TrainConfig(), **PRESETS[preset])
     cfg = dataclasses.replace(base or TrainConfig(), **{k: _coerce(k, v) for k, v in values.items()})
     validate(cfg)
     return cfg
@@ -335,8 +386,11 @@ def validate(cfg: TrainConfig) -> None:
         "grid_size",
         "depth",
         "eval_samples",
+        "maxout",
+        "pack",
     ]
-    for name in positive + ["batch_size", "latent_dim", "width_g", "width_d", "threads", "eval_every"]:
+    optional = ["batch_size", "latent_dim", "width_g", "width_d", "threads", "eval_every", "depth_g"]
+    for name in positive + optional:
         value = getattr(cfg, name)
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be at least 1, got {value}")
@@ -350,8 +404,9 @@ def validate(cfg: TrainConfig) -> None:
         if not (math.isfinite(value) and inside):  # NaN compares False both ways: caught by isfinite
             null = " or null" if field_types()[name][1] else ""
             raise ConfigError(f"{name} must be a number in {_interval(low, high, low_in, high_in)}{null}, got {value}")
-    if cfg.freeze_d < 0:
-        raise ConfigError(f"freeze_d must be 0 or more, got {cfg.freeze_d}")
+    for name in ("freeze_d", "unroll"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} must be 0 or more, got {getattr(cfg, name)}")
     try:
         parse_policy(cfg.augment)
     except ValueError as e:

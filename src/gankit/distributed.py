@@ -111,6 +111,15 @@ def mean(values: torch.Tensor, dist: Dist) -> torch.Tensor:
     return values / dist.world_size
 
 
+def mean_with_grad(values: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """`mean`, through which autograd differentiates (the all-reduce's backward is an all-reduce of the gradient)."""
+    if not dist.active:
+        return values
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(values, op=torch_dist.ReduceOp.SUM) / dist.world_size
+
+
 def any_rank(flags: list[bool], dist: Dist, device: torch.device) -> list[bool]:
     """For each flag, whether it is set on any rank, so that all ranks act on it at the same step."""
     if not dist.active:

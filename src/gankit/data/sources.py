@@ -28,6 +28,7 @@ from gankit.data.readers import (
     read_idx_pair,
     read_npz,
 )
+from gankit.data.stacked import STACKED, stack
 from gankit.data.streams import Stream, seeded
 from gankit.data.toy import TOY
 from gankit.errors import DataError
@@ -141,6 +142,12 @@ SYSTEM_DIRS: dict[str, tuple[str, ...]] = {
 }
 
 
+def is_named(data: str) -> bool:
+    """A dataset gankit knows by name, which has its own test split."""
+    name = str(data).lower().replace("_", "-")
+    return name in REGISTRY or name in STACKED
+
+
 def load_images(
     data: str,
     split: str = "train",
@@ -150,7 +157,8 @@ def load_images(
 ) -> ImageData:
     """Load a whole image dataset into memory as uint8 (N, C, H, W).
 
-    `data` is a dataset name ("fashion-mnist", "mnist", "cifar10"; names win over same-named paths) or a path to an
+    `data` is a dataset name ("fashion-mnist", "mnist", "cifar10", and their stacked colour versions
+    "stacked-fashion-mnist", "stacked-mnist"; names win over same-named paths) or a path to an
     image folder or an .npz file. `split` ("train" or "test") selects the part of a named dataset; a folder or .npz
     is returned whole. `data_dir` and `download` only matter for names; see the module docstring for the lookup order.
     `folder`: how a folder's images are fitted to one size (gankit.data.folders).
@@ -160,6 +168,8 @@ def load_images(
     name = str(data).lower().replace("_", "-")
     if name in REGISTRY:
         return _load_named(name, split, data_dir, download)
+    if name in STACKED:
+        return stack(_load_named(STACKED[name], split, data_dir, download), name, split)[0]
     path = Path(data).expanduser()
     folder = folder or FolderOptions()
     if path.is_dir():
@@ -169,7 +179,7 @@ def load_images(
     if path.exists():
         raise DataError(f"{path} is neither a folder of images nor an .npz file.")
     raise DataError(
-        f"{data!r} is not a known dataset ({', '.join(REGISTRY)}) nor an existing folder or .npz file; "
+        f"{data!r} is not a known dataset ({', '.join([*REGISTRY, *STACKED])}) nor an existing folder or .npz file; "
         f"toy distributions ({', '.join(TOY)}) are 2-D points, not images."
     )
 

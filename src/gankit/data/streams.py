@@ -29,6 +29,7 @@ class Stream(enum.IntEnum):
     CONCEPTS = 16  # the pool of z latent arithmetic picks a concept's samples from
     MIRROR = 17  # training: which real images of a D update are flipped left-right (--mirror)
     HOLDOUT = 18  # which images of a folder or .npz are held out (seed 0 always: one split per data, any run seed)
+    STACKED = 19  # which three images make each stacked one (seed 0 always: one stacked dataset for everyone)
 
 
 def seeded(seed: int, stream: Stream, *keys: int) -> torch.Generator:

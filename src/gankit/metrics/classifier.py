@@ -24,6 +24,7 @@ from gankit.data import cache_dir, load_images, to_model_range
 from gankit.data.streams import Stream, seeded
 from gankit.errors import ConfigError
 from gankit.files import atomic_write
+from gankit.metrics.modes import histogram_kl
 
 SIDE = 28
 FEATURES = 128
@@ -175,13 +176,12 @@ def coverage(probs: torch.Tensor) -> dict:
     k = probs.shape[1]
     counts = torch.bincount(probs.argmax(1), minlength=k).double()
     share = counts / counts.sum()
-    nonzero = share > 0
     p = probs.double()
     marginal = p.mean(0)
     kl_each = (torch.special.xlogy(p, p) - p * marginal.clamp(min=1e-300).log()).sum(1)  # 0·log 0 = 0
     return {
         "classes_hit": int((share >= 0.1 / k).sum()),
         "classes_total": k,
-        "class_kl": float((share[nonzero] * (share[nonzero] * k).log()).sum()),
+        "class_kl": histogram_kl(counts),
         "domain_is": float(math.exp(kl_each.mean())),
     }

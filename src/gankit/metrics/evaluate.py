@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from gankit import distributed
-from gankit.data import REGISTRY, cache_dir, load_images, make_toy, to_model_range
+from gankit.data import STACKED, cache_dir, is_named, load_images, make_toy, to_model_range
 from gankit.data.folders import FolderOptions
 from gankit.data.streams import Stream, seeded
 from gankit.errors import ConfigError
@@ -22,6 +22,7 @@ from gankit.metrics import classifier
 from gankit.metrics.fid import feature_stats, frechet_distance
 from gankit.metrics.inception import RESIZES, Extractor, load_inception
 from gankit.metrics.kid import kid
+from gankit.metrics.modes import STACKED_SAMPLES, stacked_modes
 from gankit.metrics.overfit import overfit_metrics
 from gankit.metrics.precision_recall import precision_recall
 from gankit.metrics.toy import (
@@ -36,17 +37,19 @@ from gankit.runs import load as load_run
 
 INCEPTION_METRICS = ("fid", "kid", "pr")
 DOMAIN_METRICS = ("coverage", "dfid")  # need a domain classifier for the dataset
-IMAGE_METRICS = INCEPTION_METRICS + DOMAIN_METRICS + ("overfit",)  # overfit: needs a held-out split
+# overfit: needs a held-out split; modes: stacked datasets' 1,000 modes
+IMAGE_METRICS = INCEPTION_METRICS + DOMAIN_METRICS + ("overfit", "modes")
 
 
 def parse_metrics(text: str | None, data: str | None = None, holdout: float = 0.0) -> list[str]:
-    """The requested metrics; None = fid, kid, pr, plus coverage and dfid where a domain classifier exists, and
-    overfit where the data has a held-out split."""
+    """The requested metrics; None = fid, kid, pr, plus coverage and dfid where a domain classifier exists, overfit
+    where the data has a held-out split, and modes for a stacked dataset."""
     if text is None:
         return (
             list(INCEPTION_METRICS)
             + (list(DOMAIN_METRICS) if data and has_classifier(data) else [])
             + (["overfit"] if data and has_held_out_split(data, holdout) else [])
+            + (["modes"] if data and stacked_name(data) else [])
         )
     names = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in IMAGE_METRICS]
@@ -58,7 +61,21 @@ def parse_metrics(text: str | None, data: str | None = None, holdout: float = 0.
 def has_held_out_split(data: str, holdout: float = 0.0) -> bool:
     """Named datasets have a test split apart from the training images; a folder or .npz has one where its run held
     images out (--holdout)."""
-    return str(data).lower().replace("_", "-") in REGISTRY or bool(holdout)
+    return is_named(data) or bool(holdout)
+
+
+def stacked_name(data: str) -> str | None:
+    name = str(data).lower().replace("_", "-")
+    return name if name in STACKED else None
+
+
+def mode_metrics_of_stacked(data: str, images_uint8: torch.Tensor) -> tuple[dict, dict]:
+    """Modes covered of 1,000 and the mode histogram's KL, of stacked images (gankit.metrics.modes)."""
+    name = stacked_name(data)
+    if name is None:
+        raise ConfigError(f"the modes metric counts the 1,000 modes of a stacked dataset ({', '.join(STACKED)})")
+    model, meta = classifier.load_classifier(STACKED[name])
+    return stacked_modes(lambda grey: classifier.classify(model, grey)[1].argmax(1), meta, images_uint8)
 
 
 def has_classifier(data: str) -> bool:
@@ -201,6 +218,10 @@ def evaluate_run(
         )
         values.update(domain)
         proto["domain"] = domain_proto
+    if "modes" in metrics:
+        many = to_uint8(generate(G, spec.latent_dim, STACKED_SAMPLES, seed=seed + 2))
+        values_modes, proto["modes"] = mode_metrics_of_stacked(cfg["data"], many)
+        values.update(values_modes)
     if "overfit" in metrics:
         # The whole held-out split and as many training images: the logit gap is small next to the per-image
         # spread, so it needs more images than --n (2,000 gave 0.45 and 0.23 on two subsets); D alone is cheap.
@@ -287,6 +308,9 @@ def real_vs_real(
         values.update(image_metrics(test, train, inception_names, seed))
         proto = protocol(extractor, train_info["n_real"], reference, seed)
         proto["compared"] = train_info
+    if "modes" in metrics:  # the test split holds exactly the benchmark's number of images
+        values_modes, proto["modes"] = mode_metrics_of_stacked(data, load_images(data, "test", data_dir=data_dir).x)
+        values.update(values_modes)
     if any(m in DOMAIN_METRICS for m in metrics):
         train_images = real_images(data, "train", n, data_dir, seed)[0]
         values_domain, proto["domain"] = domain_metrics(data, train_images, metrics, n, "test", data_dir, seed=seed)

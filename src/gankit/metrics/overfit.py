@@ -11,14 +11,17 @@ import math
 
 import torch
 
+from gankit.models import each_alone
+
 
 @torch.no_grad()
 def mean_logit(D: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, batch_size: int = 250) -> float:
-    """D's mean logit over x (model range), in batches; D as it is (eval mode: running batch-norm statistics)."""
+    """D's mean logit over x (model range), in batches; D as it is (eval mode: running batch-norm statistics), each
+    image judged on its own where D judges packs."""
     total = 0.0
     for start in range(0, x.shape[0], batch_size):
         labels = y[start : start + batch_size] if y is not None else None
-        total += float(D(x[start : start + batch_size], labels).double().sum())
+        total += float(D(*each_alone(D, x[start : start + batch_size], labels)).double().sum())
     return total / x.shape[0]
 
 

@@ -12,6 +12,7 @@ from gankit.data import load_images, to_model_range
 from gankit.data.streams import Stream, seeded
 from gankit.errors import ConfigError
 from gankit.metrics.evaluate import write_result
+from gankit.models import each_alone
 from gankit.runs import load_networks, run_config
 
 BUDGETS = (100, 1000, None)  # labelled training images; None = all
@@ -20,9 +21,8 @@ BUDGETS = (100, 1000, None)  # labelled training images; None = all
 @torch.no_grad()
 def d_features(D: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, batch: int = 500) -> torch.Tensor:
     D.eval()
-    out = [
-        D.features(x[i : i + batch], None if y is None else y[i : i + batch]).float() for i in range(0, len(x), batch)
-    ]
+    labels = [None if y is None else y[i : i + batch] for i in range(0, len(x), batch)]
+    out = [D.features(*each_alone(D, x[i : i + batch], y_i)).float() for i, y_i in zip(range(0, len(x), batch), labels)]
     return torch.cat(out)
 
 

@@ -7,6 +7,8 @@ import math
 
 import torch
 
+from gankit.metrics.modes import histogram_kl
+
 
 def mode_metrics(dist, samples: torch.Tensor, sigmas: float = 3.0) -> dict:
     """Modes covered, % high-quality samples, and KL(p̂ ‖ uniform) of the high-quality mode histogram.
@@ -18,14 +20,11 @@ def mode_metrics(dist, samples: torch.Tensor, sigmas: float = 3.0) -> dict:
     good = distance <= sigmas * dist.std
     counts = torch.bincount(index[good], minlength=dist.num_modes).double()
     threshold = max(1, round(20 * samples.shape[0] / 2500))
-    share = counts / counts.sum().clamp(min=1)
-    nonzero = share > 0
-    reverse_kl = float((share[nonzero] * (share[nonzero] * dist.num_modes).log()).sum()) if good.any() else math.inf
     return {
         "modes_covered": int((counts >= threshold).sum()),
         "modes_total": dist.num_modes,
         "high_quality_pct": 100.0 * float(good.double().mean()),
-        "mode_kl": reverse_kl,
+        "mode_kl": histogram_kl(counts),
     }
 
 

@@ -18,6 +18,7 @@ from gankit.models.dcgan import (
     dcgan_plan,
     init_dcgan_weights,
 )
+from gankit.models.layers import each_alone
 from gankit.models.mlp import MLPDiscriminator, MLPGenerator
 from gankit.models.resnet import ResNetDiscriminator, ResNetGenerator, resnet_plan
 from gankit.models.spec import NetSpec
@@ -50,4 +51,4 @@ def eval_mode(*modules: nn.Module):
             m.train(mode)
 
 
-__all__ = ["ARCHITECTURES", "PLANS", "NetSpec", "build", "dcgan_plan", "eval_mode", "init_dcgan_weights"]
+__all__ = ["ARCHITECTURES", "PLANS", "NetSpec", "build", "dcgan_plan", "each_alone", "eval_mode", "init_dcgan_weights"]

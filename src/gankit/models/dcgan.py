@@ -14,7 +14,9 @@ from gankit.models.layers import (
     grad_in_format,
     head_terms,
     label_projection,
+    label_sum,
     network_format,
+    pack,
     stages,
     std_weight,
 )
@@ -98,7 +100,8 @@ class DCGANDiscriminator(nn.Module):
         base, k = dcgan_plan(spec.resolution)
         # Concatenation conditioning: one-hot label planes as extra input channels.
         self.concat_classes = spec.num_classes if spec.conditioning_d == "concat" else 0
-        in_channels = spec.channels + self.concat_classes
+        self.pack = spec.pack
+        in_channels = spec.channels * spec.pack + self.concat_classes
         layers: list[nn.Module] = []
         width = spec.width_d
         for i in range(k):  # each block: (N, c, s, s) → (N, width, s/2, s/2)
@@ -125,8 +128,9 @@ class DCGANDiscriminator(nn.Module):
         return stages(self.body, StridedConv2d)
 
     def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.concat_classes:
-            onehot = nn.functional.one_hot(y, self.concat_classes).to(x.dtype)
+        x, y = pack(x, y, self.pack)
+        if self.concat_classes:  # a pack's planes count its labels of each class
+            onehot = label_sum(nn.functional.one_hot(y, self.concat_classes)).to(x.dtype)
             x = torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
         # (N, F) with F = ndf·2^(k-1)·base², in (C, H, W) order
         return grad_in_format(self.body(x), network_format(self)).flatten(1)

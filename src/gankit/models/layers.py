@@ -83,12 +83,42 @@ def grad_in_format(x: torch.Tensor, memory_format: torch.memory_format) -> torch
     return _GradInFormat.apply(x, memory_format) if memory_format != torch.contiguous_format else x
 
 
+# Packing (PacGAN, Lin et al. 2018): D judges M samples at once, all real or all fake, stacked along channels (image
+# channels, or a point's coordinates). D packs its input itself, so that every caller hands it N samples and N labels
+# and gets N / M logits; a pack's labels act through the sum of their embeddings (or one-hot planes).
+
+
+def pack(x: torch.Tensor, y: torch.Tensor | None, m: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(N, C, ...) samples and (N,) labels → (N/m, m·C, ...) packs of consecutive samples and (N/m, m) labels."""
+    if m == 1:
+        return x, y
+    n = x.shape[0]
+    if n % m:
+        raise ValueError(f"a batch of {n} samples does not split into packs of {m}")
+    return x.reshape(n // m, m * x.shape[1], *x.shape[2:]), None if y is None else y.reshape(n // m, m)
+
+
+def label_sum(table: torch.Tensor) -> torch.Tensor:
+    """Per-label rows (N, F) or per-pack rows (N/m, m, F) → one row per sample or pack: the pack's rows summed."""
+    return table.sum(dim=1) if table.dim() == 3 else table
+
+
+def each_alone(d: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None):
+    """(x, y) for D to score each sample on its own: a D that judges packs of M sees each sample as a pack of M copies
+    of itself (for D's features reused, heat maps of σ(D) and the overfitting measure); unchanged for M = 1."""
+    m = getattr(d, "pack", 1)
+    if m == 1:
+        return x, y
+    return x.repeat_interleave(m, dim=0), None if y is None else y.repeat_interleave(m)
+
+
 def head_terms(d: nn.Module, f: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor | float:
     """What D's head adds to its linear logit, where D has them: the label projection <embed(y), φ(x)> (Miyato &
-    Koyama 2018) and the weighted minibatch spread."""
+    Koyama 2018; a pack's embeddings summed) and the weighted minibatch spread."""
     terms = 0.0
     if d.label_projection is not None:
-        terms = terms + (d.label_projection(y) * f).sum(dim=1)
+        labels = y.reshape(f.shape[0], -1)  # (packs, m): the head gets the unpacked labels
+        terms = terms + (label_sum(d.label_projection(labels)) * f).sum(dim=1)
     if d.std_weight is not None:
         terms = terms + d.std_weight * minibatch_std(f)
     return terms

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gankit.models.layers import ClassBatchNorm2d, head_terms, label_projection, stages, std_weight
+from gankit.models.layers import ClassBatchNorm2d, head_terms, label_projection, pack, stages, std_weight
 from gankit.models.spec import NetSpec
 
 
@@ -128,7 +128,8 @@ class ResNetDiscriminator(nn.Module):
         _, k, constant = resnet_plan(spec.resolution)
         downs = 2 if constant else k  # the CIFAR network pools twice, then keeps 8×8 for two blocks
         widths = [spec.width_d] * (k + 1) if constant else [spec.width_d * 2**i for i in range(downs)]
-        layers = [DownBlock(spec.channels, widths[0], down=True, first=True)]
+        self.pack = spec.pack
+        layers = [DownBlock(spec.channels * spec.pack, widths[0], down=True, first=True)]
         layers += [DownBlock(widths[i - 1], widths[i], down=True) for i in range(1, downs)]
         layers += [DownBlock(widths[downs - 1], widths[downs - 1], down=False) for _ in range(2 if constant else 1)]
         if spec.dropout_d:
@@ -145,6 +146,7 @@ class ResNetDiscriminator(nn.Module):
         return stages(self.blocks, DownBlock)
 
     def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        x, _ = pack(x, y, self.pack)
         return F.relu(self.blocks(x)).sum(dim=(2, 3))  # (N, F): global sum pooling
 
     def head(self, f: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -15,13 +15,17 @@ class NetSpec:
     latent_dim: int = 100  # size of z
     width_g: int = 64  # DCGAN: ngf; MLP: hidden units of G
     width_d: int = 64  # DCGAN: ndf; MLP: hidden units of D
-    depth: int = 3  # MLP only: hidden layers per network
+    depth: int = 3  # MLP only: hidden layers of D (and of G unless depth_g says otherwise)
+    depth_g: int | None = None  # MLP only: hidden layers of G; None = depth
+    maxout_d: int = 1  # MLP only: pieces of each maxout unit of D (Goodfellow et al. 2013); 1 = LeakyReLU(0.2)
+    init_std: float | None = None  # MLP only: weights drawn from N(0, init_std²), biases 0; None = PyTorch's init
     batchnorm_g: bool = True  # batch norm in G's hidden layers
     batchnorm_d: bool = True  # batch norm in D's hidden layers (never on D's input)
     spectral_norm_d: bool = False  # spectral normalisation of every D weight (Miyato et al. 2018)
     dropout_d: float = 0.0  # dropout probability after each D hidden layer
     minibatch_std_d: bool = False  # D's head also sees its features' spread over groups of samples (Karras et al. 2018)
     conditioning_d: str = "projection"  # how D sees labels: "projection" (Miyato & Koyama 2018) or "concat"
+    pack: int = 1  # D judges packs of this many samples, concatenated along channels (PacGAN, Lin et al. 2018)
     class_batchnorm_g: bool = (
         False  # conditional G: its batch norms' scale and shift are per class (Dumoulin et al. 2017)
     )

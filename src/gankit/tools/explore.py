@@ -10,6 +10,7 @@ from gankit.data.folders import FolderOptions
 from gankit.data.streams import Stream, seeded
 from gankit.errors import ConfigError
 from gankit.images import to_uint8
+from gankit.models import each_alone
 from gankit.runs import generate, labels_for, load_networks, run_config
 
 EXEMPLARS = 3  # latents averaged per concept: the paper averaged three exemplars
@@ -94,7 +95,7 @@ def neighbours(run_dir, n: int = 8, k: int = 5, seed: int = 0, ema: bool = False
 
 
 def _features(D, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([D.features(x[i : i + 1000]).float() for i in range(0, x.shape[0], 1000)])
+    return torch.cat([D.features(*each_alone(D, x[i : i + 1000])).float() for i in range(0, x.shape[0], 1000)])
 
 
 def _nearest(queries: torch.Tensor, keys: torch.Tensor, k: int) -> torch.Tensor:

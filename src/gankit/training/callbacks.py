@@ -10,7 +10,7 @@ from gankit.data.streams import Stream, seeded
 from gankit.files import append_jsonl
 from gankit.images import grid, probability_panel, save_png, side_by_side, to_uint8
 from gankit.metrics.toy import bayes_snapshot, mode_metrics
-from gankit.models import eval_mode
+from gankit.models import each_alone, eval_mode
 from gankit.training.diagnostics import Finding, Watcher, mean_pairwise_distance, non_finite_finding
 
 TOY_POINTS = 1024  # points in a toy run's sample plot, and in the diagnostics' mode count
@@ -58,7 +58,7 @@ class SampleGrids:
         with eval_mode(G, D):
             fake = G(session.fixed_z.to(device)).float().cpu()
             fit = G(z_fit.to(device)).float().cpu()
-            snap = bayes_snapshot(toy, fit, fake, real, lambda x: D(x.to(device)).float().cpu(), extent)
+            snap = bayes_snapshot(toy, fit, fake, real, lambda x: D(*each_alone(D, x.to(device))).float().cpu(), extent)
         points = {"data": (real, (60, 60, 60)), "G(z)": (fake, (0, 150, 60))}
         m = snap["metrics"]
         title = f"D*(x) = p_data/(p_data+p_g); JSD {m['jsd']:.3f}, modes {m['modes_covered']}/{m['modes_total']}"

@@ -10,7 +10,7 @@ import torch
 
 from gankit import host
 from gankit.config import TrainConfig, parse_policy
-from gankit.data import REGISTRY, is_toy
+from gankit.data import is_named, is_toy
 from gankit.errors import ConfigError
 from gankit.metrics.evaluate import has_classifier
 from gankit.models import PLANS, NetSpec
@@ -61,6 +61,13 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
     loss = LOSSES[cfg.loss]
     if cfg.label_smoothing and not loss.label_smoothing:
         raise ConfigError(f"label smoothing has no meaning for the {cfg.loss} loss")
+    if cfg.unroll and loss.uses_features:
+        raise ConfigError("--unroll looks ahead at D's logits; feature-matching's G objective is on D's features")
+    if model != "mlp" and (cfg.maxout > 1 or cfg.depth_g or cfg.init_std):
+        raise ConfigError("--maxout, --depth-g and --init-std shape the mlp networks of 2-D toy data")
+    batch_size = cfg.batch_size or (100 * cfg.pack if cfg.preset == "pacgan" else 32 if not toy else 256)
+    if batch_size % cfg.pack:
+        raise ConfigError(f"--pack {cfg.pack}: the batch of {batch_size} does not split into packs of {cfg.pack}")
     gp_loss = cfg.loss == "wgan-gp"
     device = device_for(cfg.device)
     resnet = model == "resnet"
@@ -95,7 +102,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         weight_clip=cfg.weight_clip if cfg.weight_clip is not None else loss.weight_clip,
         beta1=cfg.beta1 if cfg.beta1 is not None else (0.0 if zero_beta1 else 0.5),
         beta2=cfg.beta2 if cfg.beta2 is not None else (0.9 if zero_beta1 else 0.999),
-        batch_size=cfg.batch_size or (32 if not toy else 256),
+        batch_size=batch_size,
         n_critic=cfg.n_critic or (5 if cfg.loss in ("wgan", "wgan-gp") else 1),
         lr_g=lr_g,
         holdout=holdout,
@@ -148,11 +155,6 @@ def holdout_for(cfg: TrainConfig) -> float:
     return cfg.holdout if cfg.holdout is not None else 0.05
 
 
-def is_named(data: str) -> bool:
-    """A dataset gankit knows by name (it has its own test split)."""
-    return str(data).lower().replace("_", "-") in REGISTRY
-
-
 def device_for(name: str) -> torch.device:
     """--device: cpu, cuda, or auto (CUDA where PyTorch sees a GPU)."""
     if name == "auto":
@@ -175,6 +177,10 @@ def net_spec(cfg: TrainConfig, shape: dict) -> NetSpec:
         width_g=cfg.width_g,
         width_d=cfg.width_d,
         depth=cfg.depth,
+        depth_g=cfg.depth_g,
+        maxout_d=cfg.maxout,
+        init_std=cfg.init_std,
+        pack=cfg.pack,
         batchnorm_g=cfg.batchnorm_g,
         batchnorm_d=cfg.batchnorm_d,
         spectral_norm_d=cfg.spectral_norm,

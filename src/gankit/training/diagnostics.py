@@ -32,8 +32,9 @@ REMEDIES = {
     "saturation": "D is winning outright and G's gradient vanishes. Try the non-saturating loss (--loss ns) or a "
     "Wasserstein loss (--loss wgan-gp), a lower D learning rate (--lr-d), one-sided label smoothing "
     "(--label-smoothing 0.1), or spectral norm in D (--spectral-norm).",
-    "collapse": "G's samples are losing diversity (mode collapse). Try feature matching (--loss feature-matching), "
-    "letting D see each batch's spread (--minibatch-std), WGAN-GP (--loss wgan-gp), a lower G learning "
+    "collapse": "G's samples are losing diversity (mode collapse). Try letting D judge packs of samples (--pack 2, "
+    "PacGAN), G looking ahead at D's next steps (--unroll 5, Unrolled GAN), letting D see each batch's spread "
+    "(--minibatch-std), feature matching (--loss feature-matching), WGAN-GP (--loss wgan-gp), a lower G learning "
     "rate (--lr-g), or dropout in D (--dropout 0.3).",
     "instability": "The losses are oscillating or exploding. Try lower learning rates, TTUR (--lr-d above --lr-g), "
     "spectral norm in D (--spectral-norm), more D steps for Wasserstein losses (--n-critic 5), or "

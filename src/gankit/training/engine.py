@@ -15,6 +15,7 @@ from gankit.training.augment import augment as diff_augment
 from gankit.training.losses import gradient_penalty, lecam_penalty, r1_penalty
 from gankit.training.state import Game, Precision, TrainState
 from gankit.training.stats import Stats
+from gankit.training.unroll import unrolled_critic
 
 R1_EVERY = 16  # steps between R1 terms, each weighted ×16: StyleGAN2's lazy regularisation (Karras et al. 2020b)
 LECAM_DECAY = 0.99  # the LeCam anchors' moving-average decay (Tseng et al. 2021)
@@ -98,20 +99,32 @@ def g_step(
     y: torch.Tensor | None,
     fake: torch.Tensor,
     augment=_same,
+    opt_d: torch.optim.Optimizer | None = None,
 ) -> dict:
-    """Update G against the current D (the game's G objective, e.g. maximise log D(G(z)) for ns).
+    """Update G against the current D (the game's G objective, e.g. maximise log D(G(z)) for ns), or with
+    `game.unroll` = K against D as K steps of `opt_d` will leave it (Unrolled GAN).
 
     `fake`: G(z, y) with its graph, from noise D has not been trained on. In a torchrun job G is the
     DistributedDataParallel wrapper and D the bare module: D's weights are frozen here, so no gradient of D may be
     synchronised.
     """
+    real_features = fake_features = None
+    if game.unroll:
+        with precision.autocast():
+
+            def d_loss(real_logits, fake_logits):
+                return game.loss.d(real_logits=real_logits, fake_logits=fake_logits, real_target=game.real_target)
+
+            ahead = unrolled_critic(D, opt_d, d_loss, x, y, fake, game.unroll, augment, game.weight_clip)
     trainable = [p for p in D.parameters() if p.requires_grad]  # all but the layers --freeze-d keeps as they are
     D.requires_grad_(False)  # D's weight gradients would be thrown away; skipping them saves a third of D's backward
     try:
         with precision.autocast():
-            fake_features = D.features(augment(fake), y)
-            fake_logits = D.head(fake_features, y).float()
-            real_features = None
+            if game.unroll:
+                fake_logits = ahead(augment(fake))
+            else:
+                fake_features = D.features(augment(fake), y)
+                fake_logits = D.head(fake_features, y).float()
             if game.loss.uses_features:
                 with torch.no_grad():
                     real_features = D.features(augment(x), y)
@@ -172,6 +185,8 @@ def train_step(state: TrainState, step: int, stats: Stats) -> None:
         x, y = precision.to_device(x), (y.to(precision.device) if y is not None else None)
         z = noise()
         alpha = torch.rand(batch_size, generator=generator)[part] if game.gp_weight else None
+        if alpha is not None and game.pack > 1:  # a pack is one sample of D's: its rows mix with one α
+            alpha = alpha[:: game.pack].repeat_interleave(game.pack)
         with torch.no_grad(), precision.autocast():
             fake = state.G(z, y)
         r1 = game.r1_gamma > 0 and k == 0 and step % R1_EVERY == 0
@@ -185,7 +200,7 @@ def train_step(state: TrainState, step: int, stats: Stats) -> None:
     # covered 0 of 8 modes that way and 8 of 8 with fresh z (docs/performance.md).
     with precision.autocast():
         fake = state.G_train(noise(), y)
-    stats.report(g_step(state.G_train, state.D, state.opt_g, game, precision, x, y, fake, augment))
+    stats.report(g_step(state.G_train, state.D, state.opt_g, game, precision, x, y, fake, augment, state.opt_d))
     if state.G_ema is not None:
         update_ema(state.G_ema, state.G, state.ema, step)
     if state.ada is not None:

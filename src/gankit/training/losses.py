@@ -77,23 +77,26 @@ def gradient_penalty(
     """WGAN-GP (Gulrajani et al. 2017): E[(‖∇D(x̂)‖₂ - 1)²] at x̂ = α·real + (1 − α)·fake, α ~ U(0, 1) per pair
     (drawn here unless given as an (N,) tensor).
 
-    The norm is per sample over all of its remaining dimensions, so any channel count or point dimension works.
+    The norm is taken per output of the critic over everything that made it: one sample of any channel count or
+    point dimension, or the M samples of a pack when D judges packs (PacGAN), whose rows then share their α.
     """
     if alpha is None:
         alpha = torch.rand(real.shape[0])
     alpha = alpha.to(real.device, real.dtype).view((real.shape[0],) + (1,) * (real.dim() - 1))
     mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
-    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    out = critic(mixed)
+    (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
+    return (grad.reshape(out.shape[0], -1).norm(dim=1) - 1).pow(2).mean()
 
 
 def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
-    """R1 (Mescheder et al. 2018): E[‖∇ₓD(x)‖²] on real images only, the squared norm per sample over all of its
-    remaining dimensions. D's loss adds γ/2 times it: it keeps D flat on the data, where the game's equilibrium has
-    D's gradient zero, without pulling it towards a norm of 1 as WGAN-GP does."""
+    """R1 (Mescheder et al. 2018): E[‖∇ₓD(x)‖²] on real images only, the squared norm per output of D over all that
+    made it (a sample, or a pack of them). D's loss adds γ/2 times it: it keeps D flat on the data, where the game's
+    equilibrium has D's gradient zero, without pulling it towards a norm of 1 as WGAN-GP does."""
     real = real.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(real).sum(), real, create_graph=True)
-    return grad.flatten(1).square().sum(dim=1).mean()
+    out = critic(real)
+    (grad,) = torch.autograd.grad(out.sum(), real, create_graph=True)
+    return grad.reshape(out.shape[0], -1).square().sum(dim=1).mean()
 
 
 def lecam_penalty(

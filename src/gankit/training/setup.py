@@ -53,7 +53,13 @@ def build_state(cfg: TrainConfig, spec: NetSpec, data, dist: Dist, device: torch
         LOSSES[cfg.loss], 1.0 - cfg.label_smoothing, cfg.gp_weight, cfg.weight_clip, cfg.n_critic,
         parse_policy(cfg.augment), r1_gamma=cfg.r1, lecam_weight=cfg.lecam,
         ada_target=cfg.ada_target if is_adaptive(cfg.augment) else None, ada_kimg=cfg.ada_kimg,
+        pack=cfg.pack, unroll=cfg.unroll,
     )  # fmt: skip
+    if (cfg.batch_size // dist.world_size) % cfg.pack:
+        raise ConfigError(
+            f"--pack {cfg.pack}: each of the {dist.world_size} processes' {cfg.batch_size // dist.world_size} samples "
+            "must split into packs"
+        )
     try:
         if spec.resolution == 0:
             batches = ToyBatches(data, cfg.batch_size, cfg.seed, dist.rank, dist.world_size)

@@ -25,6 +25,8 @@ class Game:
     lecam_weight: float = 0.0  # LeCam regularisation weight (0 = off)
     ada_target: float | None = None  # adaptive augmentation: the r_t its p is steered toward; None = p fixed at 1
     ada_kimg: float = 500.0  # ...and the thousands of images over which p may go from 0 to 1
+    pack: int = 1  # D judges packs of this many samples (PacGAN); D packs its input itself
+    unroll: int = 0  # G's update looks this many D steps ahead (Unrolled GAN); 0 = against D as it is
 
 
 class Precision:
