@@ -43,7 +43,7 @@ def test_training_bench_rows_side_by_side(tmp_path, pin_host, machine, last):
 
     pin_host(**machine)
     images = torch.randint(0, 256, (512, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    peaks = bench.matmul_peaks(seconds=0.05, n=256)  # 34 MFLOP a call: > 0.05 GFLOP/s (one decimal) even when busy
+    peaks = bench.matmul_peaks(seconds=0.05, n=256)  # 34 MFLOP a call
     assert peaks["fp32"] > 0 and (peaks["bf16"] > 0 if last else peaks["bf16"] is None)
     rows = bench.training_bench(resolutions=(16,), batch_size=16, seconds=0.05, warmup=1, images=images, peaks=peaks)[
         "16"
@@ -56,7 +56,9 @@ def test_training_bench_rows_side_by_side(tmp_path, pin_host, machine, last):
         assert row["img_per_s"] > 0 and row["steps"] >= 3 and row["gflop_per_step"] > 0  # 3 rounds, ≥ 1 step each
         assert isinstance(row["added_mb"], int) and row["added_mb"] >= 0
         if peaks["bf16"]:
-            assert row["fraction_bf16_peak"] == pytest.approx(row["gflop_per_s"] / peaks["bf16"], rel=0.02)
+            # both sides are rounded (GFLOP/s to 0.1, the fraction to 0.001): on a busy machine the values are small
+            within = pytest.approx(row["gflop_per_s"] / peaks["bf16"], rel=0.02, abs=0.05 / peaks["bf16"] + 5e-4)
+            assert row["fraction_bf16_peak"] == within
     # the same architecture: FLOPs per step differ only by what each loop chooses to compute (within 5%)
     assert rows["gankit fp32"]["gflop_per_step"] == pytest.approx(rows["reference"]["gflop_per_step"], rel=0.05)
     assert rows["reference, gankit's allocator"]["gflop_per_step"] == rows["reference"]["gflop_per_step"]
@@ -85,7 +87,7 @@ def test_without_native_bf16_the_bench_runs_no_bf16_and_says_fast_mode_is_fp32(p
     from gankit.bench import speed as bench
 
     pin_host(**AVX2_ONLY)
-    peaks = bench.matmul_peaks(seconds=0.01, n=64)
+    peaks = bench.matmul_peaks(seconds=0.01, n=256)
     assert peaks["bf16"] is None and peaks["fp32"] > 0
     assert bench.training_modes() == bench.MODES[:-1]
     row = {
@@ -265,3 +267,19 @@ def test_resnet_rows_run_beside_dcgan_at_32_and_64():
     flops = bench.count_flops(step)
     dcgan_flops = bench.count_flops(bench.gankit_loop(images, 32, batch_size=8, bf16=False))
     assert 0 < flops and flops != dcgan_flops  # another network, counted the same way
+
+
+def test_remedies_bench_times_each_remedy_beside_the_plain_step(tmp_path, monkeypatch, capsys):
+    from gankit.bench import remedies
+
+    result = remedies.remedies_bench(seconds=0.2, rounds=2, common={"width_g": 16, "width_d": 8})
+    rows = result["rows"]
+    assert list(rows) == list(remedies.REMEDIES) and rows["plain"]["x_plain"] == 1.0
+    assert [rows[name]["samples_per_step"] for name in ("plain", "--pack 2", "--pack 4")] == [100, 200, 400]
+    assert all(r["ms_per_step"] > 0 for r in rows.values())
+    assert rows["--unroll 5"]["x_plain"] > 1.5  # five more D forward and double-backward passes
+    assert "--unroll 5" in remedies.format_remedies(result)
+    monkeypatch.setattr(remedies, "REMEDIES", {"plain": {}, "--pack 2": {"pack": 2}})
+    assert main(["bench", "--remedies", "--quick", "--out", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["rows"]["--pack 2"]["samples_per_step"] == 200
+    assert "× plain" in capsys.readouterr().out

@@ -229,7 +229,9 @@ def test_packed_and_unrolled_training_runs_end_to_end_and_is_recorded(tmp_path, 
         **{**tiny_toy, "width_g": 16, "width_d": 8, "batch_size": None},
     )  # fmt: skip
     from gankit.config import load_file
+    from gankit.metrics.evaluate import evaluate_toy
 
+    assert evaluate_toy(run, n=200)["metrics"]["modes_total"] == 8  # D's map beside D* scores each point alone
     saved = load_file(run / "config.json")
     assert (saved["preset"], saved["pack"], saved["unroll"], saved["batch_size"], saved["maxout"]) == (
         "pacgan", 2, 1, 200, 5,

@@ -365,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
         "DCGAN loop in a plain child process); writes bench.json.",
         epilog="examples:\n  gankit bench\n  gankit bench --quick --out bench.json\n"
         "  gankit bench --profile\n  gankit bench --scaling --out scaling.json\n"
-        "  gankit bench --quality --minutes 10 --out quality.json   (long)",
+        "  gankit bench --quality --minutes 10 --out quality.json   (long)\n"
+        "  gankit bench --remedies --out remedies.json",
         formatter_class=fmt,
     )
     bench.add_argument("--quick", action="store_true", help="shorter timings (under 3 minutes)")
@@ -378,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--scaling",
         action="store_true",
         help="instead: time per step and memory of the fast mode vs batch size and resolution",
+    )
+    bench.add_argument(
+        "--remedies",
+        action="store_true",
+        help="instead: ms per step of each mode-collapse remedy (--pack, --unroll, --minibatch-std) beside the plain "
+        "step, in PacGAN's 2-D setting",
     )
     bench.add_argument(
         "--quality",
@@ -622,6 +629,13 @@ def run_bench(args: argparse.Namespace) -> int:
         result = quality_bench(args.minutes, args.samples, Path(args.out).with_suffix(""), inception=args.inception)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         print(format_quality(result))
+        return 0
+    if args.remedies:
+        from gankit.bench.remedies import format_remedies, remedies_bench
+
+        result = remedies_bench(seconds=1.5 if args.quick else 6.0, rounds=2 if args.quick else 3)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(format_remedies(result))
         return 0
     from gankit.bench import speed as bench
 

@@ -31,7 +31,7 @@ from gankit.metrics.toy import (
     mode_metrics,
     select_bandwidth,
 )
-from gankit.models import eval_mode
+from gankit.models import each_alone, eval_mode
 from gankit.runs import generate, has_ema, load_networks, run_config
 from gankit.runs import load as load_run
 
@@ -453,7 +453,7 @@ def evaluate_toy(run_dir: str | Path, n: int = 2500, seed: int = 0, ema: bool | 
     bandwidth = select_bandwidth(fit, held_out)
     metrics = mode_metrics(dist, fake_modes)
     metrics["jsd"] = jsd_estimate(dist, fit, fake_eval, real, bandwidth)
-    metrics["d_gap"] = discriminator_gap(dist, D(real), real, fit, bandwidth)
+    metrics["d_gap"] = discriminator_gap(dist, D(*each_alone(D, real)), real, fit, bandwidth)
     result = {
         "run": str(run_dir),
         "step": step,

@@ -74,7 +74,7 @@ def unrolled_critic(
     as they are. In a torchrun job the look-ahead's gradients are averaged over ranks, as D's own are."""
     dist = distributed.current()
     trainable = {name: p for name, p in D.named_parameters() if p.requires_grad}
-    theta = {name: p.detach().requires_grad_(True) for name, p in trainable.items()}
+    params = {name: p.detach().requires_grad_(True) for name, p in trainable.items()}
     frozen = {name: p.detach() for name, p in D.named_parameters() if not p.requires_grad}
     buffers = {name: b.clone() for name, b in D.named_buffers()}  # batch norm updates its statistics in place
     rules = {name: optimizer_rule(opt_d, p) for name, p in trainable.items()}
@@ -84,13 +84,12 @@ def unrolled_critic(
         out = functional_call(D, {**params, **frozen, **buffers}, (images, y))
         return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out  # the losses run in fp32 or more
 
-    params = theta
     for _ in range(steps):
         loss = d_loss(logits(params, augment(x)), logits(params, augment(fake)))
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
         grads = [distributed.mean_with_grad(g, dist) for g in grads]
         stepped = {name: rules[name][1](params[name], g, moments[name]) for name, g in zip(params, grads)}
-        params = {name: theta for name, (theta, _) in stepped.items()}
+        params = {name: new for name, (new, _) in stepped.items()}
         moments = {name: state for name, (_, state) in stepped.items()}
         if weight_clip is not None:
             params = {name: p.clamp(-weight_clip, weight_clip) for name, p in params.items()}
