@@ -123,7 +123,7 @@ def test_the_look_ahead_is_the_optimiser_s_own_steps(optimizer):
     G, D, opt, x, z = tiny_game(optimizer)
     fake = G(z)
     ahead = unrolled_critic(D, opt, d_loss, x, None, fake, steps=3)
-    D_real, opt_real = copy.deepcopy(D), copy.deepcopy(opt)
+    D_real = copy.deepcopy(D)
     opt_real = type(opt)(D_real.parameters(), **opt.defaults)
     opt_real.load_state_dict(opt.state_dict())
     for _ in range(3):
