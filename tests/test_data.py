@@ -424,3 +424,63 @@ def test_constant_image_stays_constant_when_resized():
 def test_non_square_images_are_rejected():
     with pytest.raises(DataError, match="not square"):
         to_model_range(torch.zeros(1, 1, 28, 32, dtype=torch.uint8), 32)
+
+
+def test_the_subset_script_keeps_the_classes_and_a_seeded_count(tmp_path, monkeypatch):
+    """scripts/subset.py, which makes the fine-tuning and small-data sets of docs/experiments.md."""
+    import runpy
+
+    labels = np.arange(40) % 4
+    x = (np.arange(40, dtype=np.uint8)[:, None, None] * np.ones((1, 6, 6), np.uint8)).astype(np.uint8)
+    np.savez(tmp_path / "all.npz", x=x, y=labels)
+
+    def run(*args):
+        monkeypatch.setattr("sys.argv", ["subset.py", *args])
+        runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "subset.py"), run_name="__main__")
+
+    run(
+        f"{tmp_path / 'all.npz'}:train",
+        "--classes",
+        "1-2",
+        "--n",
+        "5",
+        "--holdout",
+        "0",
+        "--out",
+        str(tmp_path / "a.npz"),
+    )
+    with np.load(tmp_path / "a.npz") as a:
+        assert a["x"].shape == (5, 6, 6, 1)
+        assert set(a["y"]) <= {1, 2}
+        assert (a["x"][:, 0, 0, 0] % 4 == a["y"]).all()  # each image kept its own label
+        first = a["x"].copy()
+    run(
+        f"{tmp_path / 'all.npz'}:train",
+        "--classes",
+        "1-2",
+        "--n",
+        "5",
+        "--holdout",
+        "0",
+        "--out",
+        str(tmp_path / "b.npz"),
+    )
+    with np.load(tmp_path / "b.npz") as b:
+        assert (b["x"] == first).all()  # the draw is seeded
+    with pytest.raises(SystemExit):
+        run(
+            f"{tmp_path / 'all.npz'}:train",
+            "--classes",
+            "3",
+            "--n",
+            "11",
+            "--holdout",
+            "0",
+            "--out",
+            str(tmp_path / "c.npz"),
+        )
+    # A folder's (or .npz's) split honours the held-out share, as gankit train does: 5% of 40 is too few to hold out,
+    # so with 0.25 the training part is 30 images and the test part 10.
+    run(f"{tmp_path / 'all.npz'}:test", "--holdout", "0.25", "--out", str(tmp_path / "d.npz"))
+    with np.load(tmp_path / "d.npz") as d:
+        assert d["x"].shape[0] == 10
