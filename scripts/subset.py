@@ -18,6 +18,8 @@ import torch
 
 from gankit.data import load_images
 from gankit.data.folders import FolderOptions
+from gankit.errors import GankitError
+from gankit.files import atomic_write
 
 
 def parse_classes(text: str) -> list[int]:
@@ -44,26 +46,35 @@ def main() -> None:
     name, _, split = args.source.rpartition(":")
     if split not in ("train", "test"):
         parser.error(f"{args.source}: name the split, DATA:train or DATA:test")
-    images = load_images(name, split, folder=FolderOptions(holdout=args.holdout))
+    try:
+        classes = parse_classes(args.classes) if args.classes else None
+        images = load_images(name, split, folder=FolderOptions(holdout=args.holdout))
+    except ValueError:
+        parser.error(f"--classes {args.classes}: expected numbers and ranges, e.g. 0-7 or 8,9")
+    except GankitError as e:  # an unknown name, a corrupt file: one line, exit code 2
+        parser.error(str(e))
     keep = torch.arange(len(images.x))
-    if args.classes:
+    if classes:
         if images.y is None:
             parser.error(f"{args.source} has no class labels")
-        keep = torch.isin(images.y, torch.tensor(parse_classes(args.classes))).nonzero().squeeze(1)
+        keep = torch.isin(images.y, torch.tensor(classes)).nonzero().squeeze(1)
     if args.n is not None:
         if args.n > len(keep):
             parser.error(f"--n {args.n}: {args.source} has only {len(keep)} such images")
         order = torch.randperm(len(keep), generator=torch.Generator().manual_seed(args.seed))
         keep = keep[order[: args.n]].sort().values
-    x = images.x[keep].permute(0, 2, 3, 1).numpy()  # channels-last, as read_npz expects
-    if images.y is None:
-        np.savez_compressed(args.out, x=x)
-        print(f"{args.out}: {len(x)} images {x.shape[1:]}")
-        return
-    y = images.y[keep].numpy()
-    np.savez_compressed(args.out, x=x, y=y)
-    counts = ", ".join(f"{c}: {int((y == c).sum())}" for c in np.unique(y))
-    print(f"{args.out}: {len(x)} images {x.shape[1:]} (per class {counts})")
+    arrays = {"x": images.x[keep].permute(0, 2, 3, 1).numpy()}  # channels-last, as read_npz expects
+    if images.y is not None:
+        arrays["y"] = images.y[keep].numpy()
+
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: numpy would append .npz to the temporary name
+            np.savez_compressed(f, **arrays)
+
+    atomic_write(args.out, write)
+    y = arrays.get("y")
+    counts = "" if y is None else " (per class " + ", ".join(f"{c}: {int((y == c).sum())}" for c in np.unique(y)) + ")"
+    print(f"{args.out}: {len(arrays['x'])} images {arrays['x'].shape[1:]}{counts}")
 
 
 if __name__ == "__main__":

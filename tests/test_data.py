@@ -449,8 +449,13 @@ def test_the_subset_script_keeps_the_classes_and_a_seeded_count(tmp_path, monkey
     assert (a["x"][:, 0, 0, 0] % 4 == a["y"]).all()  # each image kept its own label
     b = cut(source, "--classes", "1-2", "--n", "5", "--holdout", "0")
     assert (b["x"] == a["x"]).all()  # the draw is seeded
-    with pytest.raises(SystemExit):  # class 3 holds 10 images, not 11: one line from argparse
-        cut(source, "--classes", "3", "--n", "11", "--holdout", "0")
+    for bad in (["--classes", "3", "--n", "11"], ["--classes", "x"]):  # class 3 holds 10 images; x is no class
+        with pytest.raises(SystemExit) as stop:
+            cut(source, *bad, "--holdout", "0")
+        assert stop.value.code == 2
+    with pytest.raises(SystemExit) as stop:  # no such dataset: one line, not a traceback
+        cut(f"{tmp_path / 'missing.npz'}:train")
+    assert stop.value.code == 2
     # A folder's (or .npz's) split honours the held-out share, as gankit train does: with 0.25 of 40 images the test
     # part is 10.
     assert cut(f"{tmp_path / 'all.npz'}:test", "--holdout", "0.25")["x"].shape[0] == 10
