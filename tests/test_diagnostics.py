@@ -68,6 +68,19 @@ def test_collapse_by_sample_diversity_and_by_toy_modes():
     assert finding.evidence == {"modes_covered": 3, "best_modes_covered": 8}
 
 
+def test_overfitting_when_d_scores_nearly_every_real_image_real():
+    watcher = warmed_up(Watcher(overfit_r_t=0.9))
+    assert persisting(watcher, 10, dict(HEALTHY, r_t=0.85)) == []  # ADA steers toward 0.6; 0.85 is not yet alarming
+    (start,) = persisting(watcher, 20, dict(HEALTHY, r_t=0.98))
+    assert (start.kind, start.evidence["r_t"]) == ("overfitting", 0.98)
+    assert "99.0% of the training images real" in start.message and "--augment ada" in start.record()["remedy"]
+    (end,) = persisting(watcher, 30, dict(HEALTHY, r_t=0.6))
+    assert (end.kind, end.status) == ("overfitting", "cleared")
+
+    toy = warmed_up(Watcher())  # no threshold: 2-D data is drawn afresh every step and cannot be memorised
+    assert persisting(toy, 10, dict(HEALTHY, r_t=1.0)) == []
+
+
 def test_instability_when_a_loss_explodes():
     watcher = warmed_up(Watcher(divergence_factor=20))
     assert persisting(watcher, 10, dict(HEALTHY, loss_d=10.0)) == []
@@ -122,6 +135,21 @@ def test_a_generator_fed_constant_noise_collapses(tmp_path, tiny_dcgan, monkeypa
     (record,) = [r for r in read_jsonl(run / "diagnostics.jsonl") if r["kind"] == "collapse"]
     assert record["evidence"]["diversity_ratio"] < 0.05 and "feature-matching" in record["remedy"]
     assert "--pack 2" in record["remedy"] and "--unroll 5" in record["remedy"]
+
+
+def test_a_d_facing_a_frozen_generator_is_reported_as_memorising(tmp_path, tiny_dcgan, tiny_toy):
+    # G barely moves (lr_d follows lr_g unless set), so D soon scores every real image real: r_t reaches the
+    # threshold set on the command line
+    run = train(
+        out=str(tmp_path / "rt"), steps=150, lr_g=1e-9, lr_d=1e-3, overfit_r_t=0.8, show_progress=False, **tiny_dcgan
+    )
+    (record,) = [r for r in read_jsonl(run / "diagnostics.jsonl") if r["kind"] == "overfitting"]
+    assert record["evidence"]["r_t"] >= 0.8 and "--mirror" in record["remedy"]
+    toy = train(
+        out=str(tmp_path / "toy"), steps=250, lr_g=1e-9, lr_d=1e-3, overfit_r_t=0.8, show_progress=False, **tiny_toy
+    )
+    assert min([r["r_t"] for r in read_jsonl(toy / "metrics.jsonl") if "r_t" in r][-5:]) >= 0.8  # would have fired
+    assert "overfitting" not in [kind for kind, _ in kinds(toy)]
 
 
 def test_divergence_is_reported_when_it_starts_and_recorded_when_the_run_stops(tmp_path, tiny_toy, monkeypatch):

@@ -212,12 +212,15 @@ class TrainConfig:
     keep_checkpoints: int = opt(3, "how many recent checkpoints to keep")
     grid_size: int = opt(64, "images in each sample grid")
     # Diagnostics (docs/diagnostics.md; findings go to RUN/diagnostics.jsonl)
-    diagnostics: bool = opt(True, "watch for D saturation, mode collapse and instability; warn with a remedy")
+    diagnostics: bool = opt(True, "watch for D saturation, mode collapse, D memorising and instability; warn with a "
+                                     "remedy")
     saturation_d_fake: float = opt(0.05, "saturation: mean D(G(z)) below this while G's gradient norm is under 10% of "
                                          "its early level (minimax: D(G(z)) alone decides)",
                                          interval=(0, 1, False, False))
     collapse_ratio: float = opt(0.4, "collapse: diversity of samples from a fixed z below this fraction of the data's",
                                      interval=(0, 1, False, False))
+    overfit_r_t: float = opt(0.9, "overfitting: r_t = E[sign D(real)] at or above this (D scores nearly every "
+                                  "training image real)", interval=(0, 1, False, True))
     divergence_factor: float = opt(20.0, "instability: a loss's magnitude above this multiple of its early level",
                                          interval=(1, None, False, False))
     # Evaluation during training
@@ -317,6 +320,7 @@ RESUMABLE = {
     "diagnostics",
     "saturation_d_fake",
     "collapse_ratio",
+    "overfit_r_t",
     "divergence_factor",
 }
 

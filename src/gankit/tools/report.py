@@ -35,7 +35,13 @@ CURVES = [
     ("Trained D vs Bayes-optimal D*", ("d_gap",), "mean |σ(D) − D*|", False),
     ("Training speed", ("img_per_s",), "images/s", False),
 ]
-DIAGNOSTIC_COLOURS = {"saturation": "#d62728", "collapse": "#9467bd", "instability": "#ff7f0e", "non_finite": "#000000"}
+DIAGNOSTIC_COLOURS = {
+    "saturation": "#d62728",
+    "collapse": "#9467bd",
+    "overfitting": "#8c564b",
+    "instability": "#ff7f0e",
+    "non_finite": "#000000",
+}
 
 
 @dataclass
@@ -173,7 +179,7 @@ def evaluation_section(run: Run) -> str:
 
 def diagnostics_section(run: Run) -> str:
     if not run.diagnostics:
-        return "<p>No saturation, mode collapse or instability was detected.</p>"
+        return "<p>No saturation, mode collapse, memorising D or instability was detected.</p>"
     rows = [[d["step"], d["kind"], d["status"], d.get("message", ""), d.get("remedy", "")] for d in run.diagnostics]
     return table(rows, ["step", "kind", "status", "what was seen", "what to try"], "diagnostics")
 

@@ -78,9 +78,9 @@ class SampleGrids:
 
 
 class Diagnostics:
-    """The watch for saturation, mode collapse and instability (training/diagnostics.py): every log interval it judges
-    the interval's values and G's samples from the fixed z; what starts or ends is warned about and recorded in
-    diagnostics.jsonl. Its state goes into checkpoints, so a resumed run judges as the uninterrupted one."""
+    """The watch for saturation, mode collapse, D memorising and instability (training/diagnostics.py): every log
+    interval it judges the interval's values and G's samples from the fixed z; what starts or ends is warned about and
+    recorded in diagnostics.jsonl. Its state goes into checkpoints, so a resumed run judges as the uninterrupted one."""
 
     def __init__(self, session):
         cfg = session.cfg
@@ -96,6 +96,7 @@ class Diagnostics:
             cfg.divergence_factor,
             real_diversity=mean_pairwise_distance(real),
             saturating_loss=cfg.loss == "minimax",
+            overfit_r_t=None if session.toy is not None else cfg.overfit_r_t,
         )
 
     def check(self, session, values: dict[str, float]) -> None:

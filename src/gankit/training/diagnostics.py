@@ -1,4 +1,5 @@
-"""Watching a run for the GAN game's three classic failures, with the evidence and the remedy gankit offers.
+"""Watching a run for the GAN game's three classic failures, and D memorising its images, with the evidence and the
+remedy gankit offers.
 
 - **saturation**: D wins outright — mean D(G(z)) below `saturation_d_fake` while G's gradient vanishes. Under the
   minimax loss that follows from D(G(z)) itself: G's loss log(1 − σ(l)) has slope −σ(l) = −D(G(z)) in D's logit l
@@ -8,6 +9,10 @@
 - **collapse**: G's samples lose diversity — the mean pairwise distance between samples from a fixed z falls below
   `collapse_ratio` of the same statistic on real data (pixels, or 2-D points) after having been above it, or stays
   below it for COLLAPSE_PATIENCE intervals; on toy data also when the modes covered fall to half of the best so far.
+- **overfitting**: D scores nearly every training image real — r_t = E[sign D(x)] over the real batches (ADA's
+  heuristic, Karras et al. 2020) at or above `overfit_r_t`. With few images that is D memorising them, and G, judged
+  by a D that has learned the training set by heart, drifts or collapses (a 500-image folder did both with no other
+  finding). Not judged on 2-D toy data, which is drawn afresh every step and cannot be memorised.
 - **instability**: a loss's magnitude exceeds `divergence_factor` times its early level (oscillating or exploding);
   non-finite values stop the run (the engine keeps the last good checkpoint) and are recorded here first.
 
@@ -36,6 +41,9 @@ REMEDIES = {
     "PacGAN), G looking ahead at D's next steps (--unroll 5, Unrolled GAN), letting D see each batch's spread "
     "(--minibatch-std), feature matching (--loss feature-matching), WGAN-GP (--loss wgan-gp), a lower G learning "
     "rate (--lr-g), or dropout in D (--dropout 0.3).",
+    "overfitting": "D is memorising the training images (or winning outright). Try adaptive augmentation "
+    "(--augment ada), random flips (--mirror), the R1 or LeCam penalty (--r1, --lecam), or more images; "
+    "gankit eval RUN --metrics overfit measures the memorising on held-out images.",
     "instability": "The losses are oscillating or exploding. Try lower learning rates, TTUR (--lr-d above --lr-g), "
     "spectral norm in D (--spectral-norm), more D steps for Wasserstein losses (--n-critic 5), or "
     "continue from the last good checkpoint with a lower rate.",
@@ -47,7 +55,7 @@ REMEDIES = {
 @dataclass
 class Finding:
     step: int
-    kind: str  # saturation, collapse, instability, non_finite
+    kind: str  # saturation, collapse, overfitting, instability, non_finite
     status: str  # "started", "cleared" (non_finite: "stopped")
     evidence: dict
     message: str
@@ -82,8 +90,10 @@ class Watcher:
         divergence_factor: float = 20.0,
         real_diversity: float | None = None,
         saturating_loss: bool = False,
+        overfit_r_t: float | None = None,
     ):
         self.saturation_d_fake, self.collapse_ratio = saturation_d_fake, collapse_ratio
+        self.overfit_r_t = overfit_r_t  # None: not judged (toy data cannot be memorised)
         self.saturating_loss = saturating_loss  # the minimax loss: G's gradient scales with D(G(z))
         self.divergence_factor = divergence_factor
         self.real_diversity = real_diversity
@@ -165,6 +175,10 @@ class Watcher:
             self.best_modes = max(self.best_modes, modes_covered)
         conditions["collapse"] = collapse or None
 
+        r_t = values.get("r_t", math.nan)
+        memorising = self.overfit_r_t is not None and r_t >= self.overfit_r_t
+        conditions["overfitting"] = {"r_t": r_t, "d_real": values.get("d_real")} if memorising else None
+
         exploding = {}
         for name in ("loss_d", "loss_g"):
             level = self._level(name)
@@ -212,5 +226,8 @@ def _describe(kind: str, e: dict) -> str:
         if "modes_covered" in e:
             parts.append(f"modes covered fell to {e['modes_covered']} from {e['best_modes_covered']}")
         return "mode collapse: " + ", ".join(parts)
+    if kind == "overfitting":
+        share = 100 * (1 + e["r_t"]) / 2  # r_t = share scored real − share scored fake
+        return f"D memorising: r_t = E[sign D(x)] = {e['r_t']:.2f}, D scores {share:.1f}% of the training images real"
     names = [k for k in e if not k.endswith("_early")]
     return "instability: " + ", ".join(f"{k} = {e[k]:.3g} (early level {e[k + '_early']:.3g})" for k in names)
