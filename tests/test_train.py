@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import AVX2_ONLY, FAST_BF16, SLOW_BF16
@@ -10,6 +11,7 @@ from gankit.data.batches import ImageBatches
 from gankit.errors import CheckpointError, ConfigError, NonFiniteLoss
 from gankit.models import NetSpec, build
 from gankit.training.engine import d_step
+from gankit.training.finetune import class_tables, mean_rows
 from gankit.training.losses import LOSSES, GANLoss, d_logistic
 from gankit.training.session import train
 from gankit.training.state import Game, Precision
@@ -349,3 +351,52 @@ def test_init_from_another_run_with_d_s_first_stages_frozen(tmp_path, tiny_dcgan
         train(out=str(tmp_path / "x"), freeze_d=1, **settings)
     with pytest.raises(ConfigError, match="this D has 2 stages"):
         train(out=str(tmp_path / "y"), init_from=str(source), freeze_d=2, **settings)
+
+
+def test_init_from_a_conditional_run_onto_another_number_of_classes(tmp_path, tiny_dcgan, capsys):
+    """Each class table (G's label embedding, per-class batch norm, D's projection) starts as the mean of the
+    pretrained rows; every other tensor is taken as it was trained."""
+    settings = dict(tiny_dcgan, class_batchnorm=True, precision="fp32", show_progress=False)
+    source = train(out=str(tmp_path / "source"), steps=20, **settings)
+    three = tmp_path / "three.npz"
+    np.savez(three, x=np.load(tiny_dcgan["data"])["x"], y=np.arange(256) % 3)
+    # a learning rate of 1e-12 keeps one step's Adam update far below the tolerances
+    tuned = train(
+        out=str(tmp_path / "tuned"),
+        init_from=str(source),
+        steps=1,
+        lr_g=1e-12,
+        lr_d=1e-12,
+        **dict(settings, data=str(three), log_every=1, checkpoint_every=1),
+    )
+    assert "its 2 classes' tables averaged into each of the 3 classes here" in capsys.readouterr().err
+    before, after = weights(source), weights(tuned)
+    tables = [k for k in before if before[k].shape != after[k].shape]
+    assert {"G.label_embedding.weight", "D.label_projection.weight"} <= set(tables)
+    assert any(".scale.weight" in k for k in tables) and any(".shift.weight" in k for k in tables)
+    for k in tables:
+        assert after[k].shape == (3, before[k].shape[1]) and torch.equal(after[k], after[k][:1].expand(3, -1))
+    # G and D, not G_ema: the EMA's first update (β ramped up from 0.1) blends it with G
+    trained = [k for k in before if not k.startswith("G_ema.") and "running_" not in k and "num_batches" not in k]
+    for k in trained:  # (nor batch norm's running statistics, which one step moves)
+        expected = before[k].mean(0).expand(3, -1) if k in tables else before[k]
+        assert torch.allclose(after[k], expected, atol=1e-6), k
+    plain = dict(settings, conditional=False, class_batchnorm=False)
+    unconditional = train(out=str(tmp_path / "plain"), steps=2, **plain)
+    with pytest.raises(ConfigError, match=r"G\.label_embedding\.weight: missing there"):
+        train(out=str(tmp_path / "x"), init_from=str(unconditional), steps=1, **settings)
+
+
+def test_class_tables_include_spectral_norm_vectors_which_keep_their_fresh_value():
+    G, D = build(
+        "resnet", NetSpec(channels=1, resolution=32, num_classes=4, width_g=8, width_d=8, spectral_norm_d=True)
+    )
+    tables = class_tables({"G": G, "D": D})
+    u = [k for k in tables if k.endswith("._u")]
+    assert u and all(k.startswith("D.") for k in u)
+    assert any(k.startswith("G.") and k.endswith("scale.weight") for k in tables)
+    fresh = torch.randn(4)
+    assert torch.equal(mean_rows(torch.randn(7), fresh), fresh)
+    assert torch.equal(
+        mean_rows(torch.tensor([[1.0, 2.0], [3.0, 6.0]]), torch.zeros(3, 2)), torch.tensor([[2.0, 4.0]] * 3)
+    )

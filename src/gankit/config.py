@@ -233,7 +233,8 @@ class TrainConfig:
                                 choices=("domain_fid", "fid"))
     # Fine-tuning
     init_from: str | None = opt(None, "start from another run's G, D and EMA weights (its newest checkpoint) and train "
-                                      "them on this data; the networks' shapes must match")
+                                      "them on this data; the networks' shapes must match, except the number of "
+                                      "classes (new classes start as the mean of the pretrained ones)")
     freeze_d: int = opt(0, "with --init-from: keep D's first K blocks, those that see the highest resolutions, as "
                            "trained (FreezeD, Mo et al. 2020)")
 # fmt: on

@@ -15,6 +15,7 @@ import json
 import pickle
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,12 +131,19 @@ def read_metadata(weights: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {weights} is unreadable: {_first_line(e)}") from None
 
 
-def load_weights(weights: Path, modules: dict[str, torch.nn.Module]) -> None:
-    """Load each named module's tensors from a checkpoint (strict: every key must match)."""
+def load_weights(
+    weights: Path,
+    modules: dict[str, torch.nn.Module],
+    adapt: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+) -> None:
+    """Load each named module's tensors from a checkpoint (strict: every key must match); `adapt(key, tensor)`, where
+    given, may reshape a tensor first (fine-tuning onto another number of classes)."""
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"checkpoint {weights} is unreadable: {_first_line(e)}") from None
+    if adapt is not None:
+        tensors = {k: adapt(k, v) for k, v in tensors.items()}
     for name, module in modules.items():
         prefix = f"{name}."
         part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -23,15 +23,15 @@ from gankit import distributed, host, runs
 from gankit.config import TrainConfig
 from gankit.data.batches import fixed_noise
 from gankit.distributed import Dist
-from gankit.errors import CheckpointError, ConfigError, DistributedFailure, Interrupted
+from gankit.errors import ConfigError, DistributedFailure, Interrupted
 from gankit.files import append_jsonl
 from gankit.host import keep_freed_memory
 from gankit.metrics.evaluate import TrainingEvaluator
 from gankit.training.callbacks import TOY_POINTS, Diagnostics, SampleGrids, report_non_finite
 from gankit.training.defaults import device_for, net_spec, resolve
+from gankit.training.finetune import initialise_from
 from gankit.training.loop import StopRequested, train_loop
 from gankit.training.setup import build_state, load_data
-from gankit.training.state import TrainState
 
 
 class Session:
@@ -236,36 +236,6 @@ class Session:
         self.progress.close()
         if self.tb is not None:
             self.tb.close()
-
-
-def initialise_from(state: TrainState, run_dir: str) -> str:
-    """Load another run's newest readable G, D and EMA weights into `state` (fine-tuning); returns which checkpoint.
-    A source without EMA gives its G to the EMA too."""
-    modules = state.modules()
-
-    def load(weights: Path) -> None:
-        available = runs.read_metadata(weights)
-        names = {name: m for name, m in modules.items() if name != "G_ema" or available.get("has_ema", True)}
-        theirs = runs.tensor_shapes(weights)
-        for name, module in names.items():
-            for key, tensor in module.state_dict().items():
-                there = theirs.get(f"{name}.{key}")
-                if there != tuple(tensor.shape):
-                    shape = "missing" if there is None else f"{there}"
-                    raise ConfigError(
-                        f"--init-from {run_dir}: its networks differ from these ({name}.{key}: {shape} there, "
-                        f"{tuple(tensor.shape)} here); build the same ones (--model, --width-g, --width-d, "
-                        f"--resolution, --conditional, --latent-dim)"
-                    )
-        runs.load_weights(weights, names)
-        if "G_ema" in modules and "G_ema" not in names:
-            modules["G_ema"].load_state_dict(modules["G"].state_dict())
-
-    try:
-        used, _ = runs.newest_readable(Path(run_dir), load)
-    except CheckpointError as e:
-        raise ConfigError(f"--init-from {run_dir}: {e}") from None
-    return str(used)
 
 
 def _each(hooks):
