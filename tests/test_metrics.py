@@ -326,6 +326,29 @@ def test_eval_overfit_on_a_named_dataset_and_a_clear_error_without_a_test_split(
     assert overfit["n_real"] == 13 and overfit["splits"] == ["train", "test"]
 
 
+def test_fid_asks_a_conditional_run_only_for_the_classes_its_data_has(tmp_path, tiny_images, monkeypatch):
+    from gankit.metrics.evaluate import compare
+    from gankit.runs import Run
+
+    shapes = np.load(tiny_images)
+    subset = tmp_path / "classes-2-3.npz"  # labels kept as the full set names them: 4 classes, 2 of them present
+    np.savez(subset, x=shapes["x"][:64], y=shapes["y"][:64] + 2)
+    tiny = dict(steps=2, width_g=8, width_d=8, batch_size=16, show_progress=False)
+    run = train(data=str(subset), conditional=True, out=str(tmp_path / "r"), **tiny)
+    asked = []
+    real_generate = Run.generate
+
+    def generate(self, n, labels=None, **kw):
+        asked.append(labels)
+        return real_generate(self, n, labels, **kw)
+
+    monkeypatch.setattr(Run, "generate", generate)
+    result = compare(str(run), str(subset), tiny_extractor, ["fid"], n=40)
+    assert result["metrics"]["fid"] > 0
+    assert asked[0].shape == (40,) and set(asked[0].tolist()) == {2, 3}  # cycling would ask for 0 and 1 too
+    assert abs(int((asked[0] == 2).sum()) - 20) <= 8  # as often as the data has them
+
+
 def test_fid_of_any_two_sources_and_it_equals_real_vs_real_on_the_floor(tmp_path, tiny_images, monkeypatch, capsys):
     from PIL import Image
 

@@ -281,6 +281,21 @@ def test_image_defaults_follow_the_measurements(machine, widths, pin_host):
     assert resolve(TrainConfig(model="mlp"), dict(shape, resolution=0, num_classes=0)).width_d == 256
 
 
+def test_wgan_gp_defaults_are_its_papers_for_images_and_its_authors_toy_script_for_2d_data():
+    from gankit.config import TrainConfig
+    from gankit.training.defaults import resolve
+
+    def settings(shape, **kw):
+        cfg = resolve(TrainConfig(loss="wgan-gp", **kw), shape)
+        return cfg.gp_weight, cfg.beta1, cfg.beta2, cfg.lr_g, cfg.n_critic
+
+    images, toy = dict(channels=1, resolution=28, num_classes=0), dict(channels=2, resolution=0, num_classes=0)
+    assert settings(images) == (10.0, 0.0, 0.9, 1e-4, 5)  # algorithm 1
+    assert settings(toy) == (0.1, 0.5, 0.9, 1e-4, 5)  # gan_toy.py
+    assert settings(toy, gp_weight=10.0, beta1=0.0) == (10.0, 0.0, 0.9, 1e-4, 5)  # the user's word wins
+    assert resolve(TrainConfig(loss="ns"), toy).gp_weight == 0.0
+
+
 def test_auto_precision_is_bf16_only_where_it_is_faster_and_asking_for_it_elsewhere_gets_a_note(
     tmp_path, tiny_dcgan, tiny_toy, pin_host, capsys
 ):

@@ -167,7 +167,8 @@ class TrainConfig:
     n_critic: int | None = opt(None, "D updates per G update; None = 5 for wgan and wgan-gp (their papers), 1 "
                                      "otherwise")
     label_smoothing: float = opt(0.0, "one-sided: D's target for real data is 1 - this", interval=(0, 1, True, False))
-    gp_weight: float | None = opt(None, "gradient-penalty weight; None = the loss's default (10 for wgan-gp, else 0)",
+    gp_weight: float | None = opt(None, "gradient-penalty weight; None = the loss's default (10 for wgan-gp, 0.1 "
+                                        "for wgan-gp on 2-D toy data as its authors ran it; else 0)",
                                         interval=(0, None, True, False))
     weight_clip: float | None = opt(None, "clip D's weights to ±this after each step; None = the loss's default (0.01 "
                                           "for wgan)", interval=(0, None, False, False))
@@ -186,8 +187,9 @@ class TrainConfig:
                                    interval=(0, None, False, False))
     lr_decay: str = opt("none", "none, or linear: constant for the first half of the run, then linearly to 0 at its "
                                 "end (--steps or --max-minutes, whichever ends it)", choices=("none", "linear"))
-    beta1: float | None = opt(None, "Adam β1; None = 0.5 (0.0 for wgan-gp)", interval=(0, 1, True, False))
-    beta2: float | None = opt(None, "Adam β2; None = 0.999 (0.9 for wgan-gp)", interval=(0, 1, True, False))
+    beta1: float | None = opt(None, "Adam β1; None = 0.5 (0.0 for wgan-gp on images and for resnet)",
+                                interval=(0, 1, True, False))
+    beta2: float | None = opt(None, "Adam β2; None = 0.999 (0.9 for wgan-gp and resnet)", interval=(0, 1, True, False))
     batch_size: int | None = opt(None, "global batch size; None = 32 for images (more updates per minute), 256 for toy "
                                        "data")
     steps: int = opt(3000, "G updates to train for (the total, also when resuming)")

@@ -372,7 +372,12 @@ def compare(a: str, b: str, extractor_factory, metrics: list[str], n: int = 2000
             run = load_run(source)
             if run.spec.resolution == 0:
                 raise ConfigError(f"{source} is a 2-D toy run: compare image runs, folders or datasets")
-            images = to_uint8(run.generate(n, seed=seed + 1))
+            # A conditional G draws its classes as often as its training data has them: cycling through every class
+            # would ask for classes a run on a subset of them (labels kept, e.g. 8 and 9 of 10) never saw.
+            cfg = run.config
+            folder = FolderOptions.from_config(cfg)
+            labels = reference_labels(cfg["data"], "train", n, run.spec.num_classes, cfg.get("data_dir"), seed, folder)
+            images = to_uint8(run.generate(n, labels, seed=seed + 1))
             features.append(extractor(images))
             described.append({"run": source, "step": run.step, "weights": "G_ema" if run.ema else "G", "n": n})
         else:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gankit.errors import ConfigError, NonFiniteLoss
 from gankit.tools.report import write_report
+from gankit.training.defaults import WGAN_GP_TOY
 from gankit.training.losses import LOSSES
 from gankit.training.session import train
 
@@ -22,8 +23,8 @@ RECOMMENDED: dict[str, dict] = {
     "lsgan": DCGAN_ADAM,  # Mao et al. 2017: Adam, lr 2e-4, β1 0.5
     # Arjovsky et al. 2017, algorithm 1: RMSprop, lr 5e-5, 5 critic steps, weights clipped to ±0.01
     "wgan": {"optimizer": "rmsprop", "lr_g": 5e-5, "n_critic": 5, "weight_clip": 0.01},
-    # Gulrajani et al. 2017, algorithm 1: Adam, lr 1e-4, β (0, 0.9), 5 critic steps, λ 10
-    "wgan-gp": {"optimizer": "adam", "lr_g": 1e-4, "beta1": 0.0, "beta2": 0.9, "n_critic": 5, "gp_weight": 10.0},
+    # Gulrajani et al. 2017, their 2-D script: Adam, lr 1e-4, 5 critic steps; λ 0.1 and β (0.5, 0.9) for toy data
+    "wgan-gp": {"optimizer": "adam", "lr_g": 1e-4, "n_critic": 5, **WGAN_GP_TOY},
     # Miyato et al. 2018 (SNGAN), the hinge loss with spectral norm in D: Adam, lr 2e-4, β (0, 0.9), 5 D steps
     "hinge": {"optimizer": "adam", "lr_g": 2e-4, "beta1": 0.0, "beta2": 0.9, "n_critic": 5, "spectral_norm": True},
 }
