@@ -88,7 +88,7 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
     lr = {"wgan": 5e-5, "wgan-gp": 1e-4}.get(cfg.loss, 4e-4 if dcgan else 2e-4)
     lr_g = cfg.lr_g or lr
     toy_gp = WGAN_GP_TOY if gp_loss and toy else {}
-    zero_beta1 = (gp_loss and not toy) or resnet
+    zero_beta1 = gp_loss or resnet
     holdout = holdout_for(cfg)
     return dataclasses.replace(
         cfg,
@@ -106,8 +106,8 @@ def resolve(cfg: TrainConfig, shape: dict) -> TrainConfig:
         else (dcgan and not cfg.spectral_norm and not gp_loss and not cfg.r1),
         gp_weight=cfg.gp_weight if cfg.gp_weight is not None else toy_gp.get("gp_weight", loss.gradient_penalty),
         weight_clip=cfg.weight_clip if cfg.weight_clip is not None else loss.weight_clip,
-        beta1=cfg.beta1 if cfg.beta1 is not None else (0.0 if zero_beta1 else 0.5),
-        beta2=cfg.beta2 if cfg.beta2 is not None else (0.9 if gp_loss or resnet else 0.999),
+        beta1=cfg.beta1 if cfg.beta1 is not None else toy_gp.get("beta1", 0.0 if zero_beta1 else 0.5),
+        beta2=cfg.beta2 if cfg.beta2 is not None else toy_gp.get("beta2", 0.9 if zero_beta1 else 0.999),
         batch_size=batch_size,
         n_critic=cfg.n_critic or (5 if cfg.loss in ("wgan", "wgan-gp") else 1),
         lr_g=lr_g,
