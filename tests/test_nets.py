@@ -197,6 +197,30 @@ def test_channels_last_networks_keep_every_activation_and_gradient_channels_last
     assert len(layouts) == 2 * 17 and all(cl for _, cl in layouts), layouts
 
 
+@pytest.mark.parametrize("num_classes", [0, 3])
+def test_channels_last_residual_networks_keep_their_activations_and_gradients_channels_last(num_classes):
+    spec = NetSpec(resolution=32, width_g=8, width_d=8, latent_dim=10, num_classes=num_classes, spectral_norm_d=True)
+    G, D = (m.to(memory_format=torch.channels_last) for m in build("resnet", spec))
+    layouts = []
+
+    def record(module, inputs, out):
+        if out.dim() == 4 and out.shape[1] > 1 and out.shape[2] > 1:
+            name = f"{type(module).__name__}{tuple(out.shape)}"
+            layouts.append((name, out.is_contiguous(memory_format=torch.channels_last)))
+            out.register_hook(
+                lambda g: layouts.append((f"grad {name}", g.is_contiguous(memory_format=torch.channels_last)))
+            )
+
+    for m in [*G.modules(), *D.modules()]:
+        if m not in (G, D):
+            m.register_forward_hook(record)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = torch.arange(4) % 3 if num_classes else None
+        D(G(torch.randn(4, 10), y), y).sum().backward()
+    # The one exception: D's first shortcut convolves the pooled 1-channel image, whose layout is ambiguous.
+    assert [name for name, cl in layouts if not cl] == ["ParametrizedConv2d(4, 8, 16, 16)"] and len(layouts) > 100
+
+
 @pytest.mark.parametrize(
     "resolution, widths_g, widths_d, features",
     [

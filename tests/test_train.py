@@ -90,7 +90,7 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_dcgan):
         # spectral norm's power-iteration buffers; the augmentations' random stream
         ("dcgan-bf16", dict(precision="bf16", spectral_norm=True, augment="translation,cutout,color")),
         ("dcgan-fp16", dict(precision="fp16")),  # the loss scalers' state
-        # adaptive augmentation's p and r_t sums; R1 and LeCam on images; the residual networks, conditional
+        # adaptive augmentation's p and r_t sums; R1 and LeCam on images; the residual networks (conditional)
         ("dcgan", dict(precision="fp32", augment="ada", ada_kimg=1, r1=1.0, lecam=0.1)),
         ("dcgan", dict(model="resnet", resolution=32, conditional=True, precision="fp32")),
     ],
@@ -103,6 +103,27 @@ def test_resume_is_exact(tmp_path, tiny_toy, tiny_dcgan, kind, extra):
     train(out=str(split), steps=n, resume=True, **base)
     assert_same_weights(weights(straight), weights(split))
     assert [r["loss_d"] for r in records(straight)] == [r["loss_d"] for r in records(split)]
+
+
+def test_image_networks_train_channels_last_and_toy_networks_as_they_are(tmp_path, tiny_toy, tiny_dcgan, monkeypatch):
+    from gankit.training import session, setup
+
+    built = []
+
+    def build_state(*args):
+        built.append(setup.build_state(*args))
+        return built[-1]
+
+    monkeypatch.setattr(session, "build_state", build_state)
+    for name, kw in (
+        ("dcgan", tiny_dcgan),
+        ("resnet", dict(tiny_dcgan, model="resnet", resolution=32)),
+        ("toy", tiny_toy),
+    ):
+        train(out=str(tmp_path / name), steps=1, show_progress=False, **kw)
+    conv = [next(p for p in state.G.parameters() if p.dim() == 4) for state in built[:2]]
+    assert [state.precision.channels_last for state in built] == [True, True, False]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in conv)
 
 
 def test_existing_run_is_not_overwritten(tmp_path, tiny_toy):

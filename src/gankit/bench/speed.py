@@ -77,12 +77,10 @@ def gankit_loop(images: torch.Tensor, resolution: int, batch_size: int, bf16: bo
     "resnet": the residual networks at their default widths instead, laid out as `gankit train` lays them out."""
     torch.manual_seed(0)
     spec = reference_spec(images.shape[1], resolution)
-    dcgan = model == "dcgan"
-    if not dcgan:
+    if model != "dcgan":
         width_g, width_d = resnet_widths(resolution)
         spec = dataclasses.replace(spec, width_g=width_g, width_d=width_d, spectral_norm_d=True)
-    memory_format = torch.channels_last if dcgan else torch.preserve_format
-    G, D = (m.to(memory_format=memory_format) for m in build(model, spec))
+    G, D = (m.to(memory_format=torch.channels_last) for m in build(model, spec))
     dtype = torch.bfloat16 if bf16 else None
     cfg = TrainConfig(batch_size=batch_size, seed=0, ema=0.999, beta1=0.5, beta2=0.999)
     state = TrainState(
@@ -92,7 +90,7 @@ def gankit_loop(images: torch.Tensor, resolution: int, batch_size: int, bf16: bo
         opt_g=make_optimizer(cfg, G.parameters(), lr=2e-4),
         opt_d=make_optimizer(cfg, D.parameters(), lr=2e-4),
         game=Game(LOSSES["ns"], real_target=1.0, gp_weight=0.0, weight_clip=None, n_critic=1),
-        precision=Precision(torch.device("cpu"), dtype, channels_last=dcgan),
+        precision=Precision(torch.device("cpu"), dtype, channels_last=True),
         batches=ImageBatches(to_model_range(images, resolution), None, batch_size, seed=0),
         latent_dim=spec.latent_dim,
         batch_size=batch_size,

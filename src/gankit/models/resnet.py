@@ -20,7 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gankit.models.layers import ClassBatchNorm2d, head_terms, label_projection, pack, stages, std_weight
+from gankit.models.layers import (
+    ClassBatchNorm2d,
+    grad_in_format,
+    head_terms,
+    label_projection,
+    network_format,
+    pack,
+    stages,
+    std_weight,
+)
 from gankit.models.spec import NetSpec
 
 
@@ -114,10 +123,12 @@ class ResNetGenerator(nn.Module):
                 nn.init.zeros_(m.shift.weight)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.linear(z).view(z.shape[0], -1, self.base, self.base)
+        layout = network_format(self.out)  # the fast path's channels_last, kept through the linear map and the last
+        h = self.linear(z).view(z.shape[0], -1, self.base, self.base).contiguous(memory_format=layout)
         for block in self.blocks:
             h = block(h, y)
-        return torch.tanh(self.out(F.relu(self.norm(h))))
+        # a convolution to 1–3 channels hands back its input's gradient contiguous: restore the layout there
+        return torch.tanh(self.out(grad_in_format(F.relu(self.norm(h)), layout)))
 
 
 class ResNetDiscriminator(nn.Module):

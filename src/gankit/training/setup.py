@@ -43,7 +43,9 @@ AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def build_state(cfg: TrainConfig, spec: NetSpec, data, dist: Dist, device: torch.device) -> TrainState:
     """G and D (initialised from torch's global RNG: seed it first), their optimisers and EMA, the game, the
     arithmetic, and this rank's batches of `data` (a ToyDistribution or an ImageData)."""
-    precision = Precision(device, AUTOCAST.get(cfg.precision), channels_last=cfg.model == "dcgan")
+    # channels_last for every image model: oneDNN's convolutions, pooling and upsampling run faster so laid out
+    # (docs/performance.md).
+    precision = Precision(device, AUTOCAST.get(cfg.precision), channels_last=cfg.model != "mlp")
     G, D = build(cfg.model, spec)
     memory_format = torch.channels_last if precision.channels_last else torch.preserve_format
     G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
