@@ -123,7 +123,7 @@ class ResNetGenerator(nn.Module):
                 nn.init.zeros_(m.shift.weight)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        layout = network_format(self.out)  # the fast path's channels_last, kept through the linear map and the last
+        layout = network_format(self.out)  # channels_last on the fast path: the linear map's output laid out so too
         h = self.linear(z).view(z.shape[0], -1, self.base, self.base).contiguous(memory_format=layout)
         for block in self.blocks:
             h = block(h, y)
