@@ -247,9 +247,9 @@ def test_a_conditional_g_is_evaluated_with_the_reference_images_class_frequencie
     x = np.zeros((100, 8, 8), dtype=np.uint8)
     y = (np.arange(100) % 10 == 0).astype(np.int64)  # class 1 is a tenth of the data
     np.savez(tmp_path / "unbalanced.npz", x=x, y=y)
-    labels = reference_labels(str(tmp_path / "unbalanced.npz"), "test", 60, num_classes=2)
+    labels = reference_labels(str(tmp_path / "unbalanced.npz"), "test", 60, classes=(0, 1))
     assert labels.shape == (60,) and 1 <= int(labels.sum()) <= 20  # ~6 of 60, where cycling would give 30
-    everything = reference_labels(str(tmp_path / "unbalanced.npz"), "test", 250, num_classes=2)
+    everything = reference_labels(str(tmp_path / "unbalanced.npz"), "test", 250, classes=(0, 1))
     assert int(everything.sum()) == 25  # n above the data's size: its labels repeated, frequencies kept
 
 

@@ -7,7 +7,7 @@ from conftest import AVX2_ONLY, FAST_BF16, SLOW_BF16
 from safetensors.torch import load_file
 
 from gankit import runs as checkpoint
-from gankit.data.batches import ImageBatches
+from gankit.data.batches import ImageBatches, fixed_noise
 from gankit.errors import CheckpointError, ConfigError, NonFiniteLoss
 from gankit.models import NetSpec, build
 from gankit.training.engine import d_step
@@ -421,6 +421,23 @@ def test_init_from_a_conditional_run_onto_another_number_of_classes(tmp_path, ti
     unconditional = train(out=str(tmp_path / "plain"), steps=2, **plain)
     with pytest.raises(ConfigError, match=r"G\.label_embedding\.weight: missing there"):
         train(out=str(tmp_path / "x"), init_from=str(unconditional), steps=1, **settings)
+
+
+def test_a_conditional_run_on_a_subset_of_classes_draws_only_those(tmp_path, tiny_dcgan, capsys):
+    """A subset that kept its labels (classes 1 and 3 of 0..3): grids, samples and --label stay on the classes G
+    was trained on; the others' embeddings never saw an image."""
+    subset = tmp_path / "subset.npz"
+    np.savez(subset, x=np.load(tiny_dcgan["data"])["x"], y=1 + 2 * (np.arange(256) % 2))
+    run = checkpoint.load(train(out=str(tmp_path / "run"), steps=2, **dict(tiny_dcgan, data=str(subset))))
+    assert run.spec.num_classes == 4 and run.spec.classes == (1, 3)
+    assert "images 1×16×16, classes 1, 3 of 4," in capsys.readouterr().err
+    assert checkpoint.labels_for(run.spec, 5, None).tolist() == [1, 3, 1, 3, 1]
+    assert fixed_noise(0, 4, 8, run.spec.drawn_classes)[1].tolist() == [1, 3, 1, 3]
+    assert checkpoint.labels_for(run.spec, 2, 3).tolist() == [3, 3]
+    with pytest.raises(ConfigError, match=r"class 0 was not in this run's training data \(it had 1, 3\)"):
+        run.generate(2, labels=0)
+    everything = NetSpec(num_classes=4)
+    assert everything.classes == () and checkpoint.labels_for(everything, 5, None).tolist() == [0, 1, 2, 3, 0]
 
 
 def test_class_tables_include_spectral_norm_vectors_which_keep_their_fresh_value():

@@ -204,7 +204,7 @@ def load_networks(run_dir: str | Path, ema: bool = False, device: str = "cpu", b
     def load(weights: Path) -> None:
         meta = read_metadata(weights)
         try:
-            spec = NetSpec(**meta["spec"])
+            spec = NetSpec(**{**meta["spec"], "classes": tuple(meta["spec"].get("classes", ()))})
             G, D = build(meta["model"], spec)
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"checkpoint {weights} does not describe its model: {e}") from None
@@ -258,16 +258,20 @@ def generate(
     return torch.cat(out)
 
 
-def labels_for(num_classes: int, n: int, label: int | None) -> torch.Tensor | None:
-    """The labels a conditional G is asked for: all `label`, or cycling through the classes; None if unconditional."""
-    if not num_classes:
+def labels_for(spec: NetSpec, n: int, label: int | None) -> torch.Tensor | None:
+    """The labels a conditional G is asked for: all `label`, or cycling through the classes it was trained on; None
+    if unconditional."""
+    if not spec.num_classes:
         if label is not None:
             raise ConfigError("--label needs a conditional run (trained with --conditional)")
         return None
+    classes = spec.drawn_classes
     if label is None:
-        return torch.arange(n) % num_classes
-    if not 0 <= label < num_classes:
-        raise ConfigError(f"--label must be in 0..{num_classes - 1}, got {label}")
+        return torch.tensor(classes)[torch.arange(n) % len(classes)]
+    if not 0 <= label < spec.num_classes:
+        raise ConfigError(f"--label must be in 0..{spec.num_classes - 1}, got {label}")
+    if label not in classes:
+        raise ConfigError(f"class {label} was not in this run's training data (it had {', '.join(map(str, classes))})")
     return torch.full((n,), label, dtype=torch.long)
 
 
@@ -287,9 +291,9 @@ class Run:
         self, n: int, labels: torch.Tensor | int | None = None, seed: int = 0, truncation: float | None = None
     ) -> torch.Tensor:
         """n samples (float, CPU): images (N, C, H, W) in [-1, 1], or (N, 2) points for a 2-D run. A conditional G
-        draws `labels` ((N,) class indices, or one class for all), cycling through the classes when None."""
+        draws `labels` ((N,) class indices, or one class for all), cycling through its trained classes when None."""
         if isinstance(labels, int) or labels is None:
-            labels = labels_for(self.spec.num_classes, n, labels)
+            labels = labels_for(self.spec, n, labels)
         elif labels.shape != (n,):
             raise ConfigError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
         return generate(self.G, self.spec.latent_dim, n, seed, labels, truncation=truncation)
@@ -303,7 +307,7 @@ class Run:
             raise ConfigError(f"n must be at least 1, got {n}")
         samples = self.generate(n, label, seed)
         if self.spec.num_classes and label is None and nrow is None:
-            nrow = self.spec.num_classes  # labels cycle through the classes: one column per class
+            nrow = len(self.spec.drawn_classes)  # labels cycle through the classes: one column per class
         if self.spec.resolution == 0:
             image = scatter({"G(z)": (samples, (214, 39, 40))})
         else:

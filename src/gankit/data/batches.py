@@ -71,8 +71,11 @@ def augment_stream(seed: int, step: int) -> torch.Generator:
     return seeded(seed, Stream.AUGMENT, step)
 
 
-def fixed_noise(seed: int, n: int, latent_dim: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The z (and cycling labels) every sample grid of a run is drawn from, so grids show progress, not luck."""
+def fixed_noise(
+    seed: int, n: int, latent_dim: int, classes: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The z (and labels cycling through `classes`) every sample grid of a run is drawn from, so grids show progress,
+    not luck."""
     z = torch.randn(n, latent_dim, generator=seeded(seed, Stream.FIXED))
-    y = torch.arange(n) % num_classes if num_classes else None
+    y = torch.tensor(classes)[torch.arange(n) % len(classes)] if classes else None
     return z, y

@@ -99,16 +99,16 @@ def real_images(data: str, split: str, n: int, data_dir: str | None = None, seed
 
 
 def reference_labels(
-    data: str, split: str, n: int, num_classes: int, data_dir: str | None = None, seed: int = 0, folder=None
+    data: str, split: str, n: int, classes: tuple[int, ...], data_dir: str | None = None, seed: int = 0, folder=None
 ) -> torch.Tensor | None:
-    """n labels for a conditional G, drawn like the data's: those of the reference subset (repeated if it is smaller),
-    so that generated and real images have the same class frequencies even where the classes are unbalanced.
-    None for an unconditional G (num_classes 0)."""
-    if not num_classes:
+    """n labels for a conditional G trained on `classes`, drawn like the data's: those of the reference subset
+    (repeated if it is smaller), so that generated and real images have the same class frequencies even where the
+    classes are unbalanced. None for an unconditional G (no classes)."""
+    if not classes:
         return None
     images = load_images(data, split, data_dir=data_dir, folder=folder)
     if images.y is None:  # a split without labels: every class equally often
-        return torch.arange(n) % num_classes
+        return torch.tensor(classes)[torch.arange(n) % len(classes)]
     labels = images.y[_subset(images.y.shape[0], n, seed)]
     return labels.repeat(-(-n // len(labels)))[:n]
 
@@ -202,7 +202,7 @@ def evaluate_run(
             "(with a test split) or a run that held images out (--holdout), and --ref test"
         )
     folder = FolderOptions.from_config(cfg)
-    labels = reference_labels(cfg["data"], ref, n, spec.num_classes, cfg.get("data_dir"), seed, folder)
+    labels = reference_labels(cfg["data"], ref, n, spec.drawn_classes, cfg.get("data_dir"), seed, folder)
     fake = generate(G, spec.latent_dim, n, seed=seed + 1, labels=labels)
     fake_images = to_uint8(fake)
     values, proto = {}, {"n_fake": n, "seed": seed}
@@ -376,7 +376,8 @@ def compare(a: str, b: str, extractor_factory, metrics: list[str], n: int = 2000
             # would ask for classes a run on a subset of them (labels kept, e.g. 8 and 9 of 10) never saw.
             cfg = run.config
             folder = FolderOptions.from_config(cfg)
-            labels = reference_labels(cfg["data"], "train", n, run.spec.num_classes, cfg.get("data_dir"), seed, folder)
+            classes = run.spec.drawn_classes
+            labels = reference_labels(cfg["data"], "train", n, classes, cfg.get("data_dir"), seed, folder)
             images = to_uint8(run.generate(n, labels, seed=seed + 1))
             features.append(extractor(images))
             described.append({"run": source, "step": run.step, "weights": "G_ema" if run.ema else "G", "n": n})
@@ -401,7 +402,7 @@ class TrainingEvaluator:
         self.cfg, self.spec = cfg, spec
         n = cfg.eval_samples
         folder = FolderOptions.from_config(cfg)
-        self.labels = reference_labels(cfg.data, "test", n, spec.num_classes, cfg.data_dir, folder=folder)
+        self.labels = reference_labels(cfg.data, "test", n, spec.drawn_classes, cfg.data_dir, folder=folder)
         self.inception = None
         if cfg.eval_inception:
             self.inception = load_inception()

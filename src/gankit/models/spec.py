@@ -29,3 +29,11 @@ class NetSpec:
     class_batchnorm_g: bool = (
         False  # conditional G: its batch norms' scale and shift are per class (Dumoulin et al. 2017)
     )
+    # Conditional G: the class indices its training data held when some of 0..num_classes-1 were absent (a subset
+    # that kept its original labels); () = all of them. Drawing an absent class would show an untrained embedding.
+    classes: tuple[int, ...] = ()
+
+    @property
+    def drawn_classes(self) -> tuple[int, ...]:
+        """The classes a conditional G is asked for when none is named; () for an unconditional G."""
+        return tuple(self.classes) or tuple(range(self.num_classes))

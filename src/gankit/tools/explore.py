@@ -82,7 +82,7 @@ def neighbours(run_dir, n: int = 8, k: int = 5, seed: int = 0, ema: bool = False
         load_images(cfg["data"], "train", data_dir=cfg.get("data_dir"), folder=FolderOptions.from_config(cfg)).x,
         spec.resolution,
     )
-    fake = generate(G, spec.latent_dim, n, seed=seed + 1, labels=labels_for(spec.num_classes, n, None))
+    fake = generate(G, spec.latent_dim, n, seed=seed + 1, labels=labels_for(spec, n, None))
     fake = to_uint8(fake).float() / 127.5 - 1  # compare what a saved sample shows
     by_pixels = _nearest(fake.flatten(1), train.flatten(1), k)
 

@@ -37,7 +37,7 @@ def sample_to_file(
         raise ConfigError("--per-class needs a conditional run and no --label")
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
-    labels = torch.arange(run.spec.num_classes).repeat_interleave(n)  # one row of n per class
+    labels = torch.tensor(run.spec.drawn_classes).repeat_interleave(n)  # one row of n per class
     save_png(grid(to_uint8(run.generate(len(labels), labels, seed)), nrow=n), out)
     return Path(out)
 
@@ -61,7 +61,7 @@ def export(
     run = load(run_dir, ema=ema, best=best)
     if run.spec.resolution == 0:
         raise ConfigError(f"{run_dir} is a 2-D toy run: export its points with gankit.load(run).generate(n)")
-    labels = labels_for(run.spec.num_classes, n, label)
+    labels = labels_for(run.spec, n, label)
     images = to_uint8(run.generate(n, labels, seed, truncation)).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
     out = Path(out)
     weights = ("G_ema" if run.ema else "G") + (" (best.safetensors)" if best else "")
@@ -115,7 +115,7 @@ def latent_walk(
     start, end = (torch.randn(rows, 1, spec.latent_dim, generator=generator) for _ in range(2))
     t = torch.linspace(0, 1, steps).view(1, steps, 1)
     z = slerp(start, end, t) if spherical else start + t * (end - start)
-    labels = labels_for(spec.num_classes, rows, label)
+    labels = labels_for(spec, rows, label)
     labels = labels.repeat_interleave(steps) if labels is not None else None
     device = next(G.parameters()).device
     with torch.no_grad():

@@ -37,7 +37,7 @@ class SampleGrids:
             image = self._bayes_lab(session)
         else:
             out = draw(state.G_ema if state.G_ema is not None else state.G, session).cpu()
-            image = grid(to_uint8(out), nrow=session.spec.num_classes or None)
+            image = grid(to_uint8(out), nrow=len(session.spec.drawn_classes) or None)
         save_png(image, session.run_dir / "samples" / f"step_{session.step:07d}.png")
         writer = session.writer()
         writer.add_image("samples", image, session.step)

@@ -179,6 +179,7 @@ def net_spec(cfg: TrainConfig, shape: dict) -> NetSpec:
         channels=shape["channels"],
         resolution=cfg.resolution,
         num_classes=shape["num_classes"] if cfg.conditional else 0,
+        classes=shape.get("classes", ()) if cfg.conditional else (),
         latent_dim=cfg.latent_dim,
         width_g=cfg.width_g,
         width_d=cfg.width_d,

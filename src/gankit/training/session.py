@@ -69,7 +69,7 @@ class Session:
         self.toy = data if shape["resolution"] == 0 else None
         self.state = build_state(cfg, self.spec, data, dist, device)
         n_fixed = TOY_POINTS if self.toy is not None else cfg.grid_size
-        self.fixed_z, self.fixed_y = fixed_noise(cfg.seed, n_fixed, cfg.latent_dim, self.spec.num_classes)
+        self.fixed_z, self.fixed_y = fixed_noise(cfg.seed, n_fixed, cfg.latent_dim, self.spec.drawn_classes)
 
         self.evaluator = None
         if cfg.eval_every and self.main:

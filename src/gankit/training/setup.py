@@ -27,14 +27,18 @@ def load_data(cfg: TrainConfig):
     if is_toy(cfg.data):
         kwargs = {k: v for k, v in (("scale", cfg.toy_scale), ("std", cfg.toy_std)) if v is not None}
         dist = make_toy(cfg.data, **kwargs)
-        return dist, dict(channels=2, resolution=0, num_classes=0), f"{cfg.data} ({dist.num_modes} modes)"
+        return dist, dict(channels=2, resolution=0, num_classes=0, classes=()), f"{cfg.data} ({dist.num_modes} modes)"
     folder = dataclasses.replace(FolderOptions.from_config(cfg), holdout=holdout_for(cfg))
     images = load_images(cfg.data, "train", data_dir=cfg.data_dir, folder=folder)
     n, c, h, w = images.x.shape
-    shape = dict(channels=c, resolution=h, num_classes=images.num_classes)
+    present = tuple(images.y.unique().tolist()) if images.y is not None else ()
+    classes = present if len(present) < images.num_classes else ()  # a subset that kept its labels: which ones
+    shape = dict(channels=c, resolution=h, num_classes=images.num_classes, classes=classes)
     notes = ([] if images.scale.startswith("uint8") else [images.scale]) + list(images.notes)
     extra = "".join(f", {note}" for note in notes)
-    return images, shape, f"{images.name} ({n} images {c}×{h}×{w}, {images.num_classes or 'no'} classes{extra})"
+    held = f"classes {', '.join(map(str, classes))} of {images.num_classes}" if classes else None
+    held = held or f"{images.num_classes or 'no'} classes"
+    return images, shape, f"{images.name} ({n} images {c}×{h}×{w}, {held}{extra})"
 
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
