@@ -25,6 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from gankit.config import load_file as load_config_file
+from gankit.data.batches import cycling_labels
 from gankit.data.streams import Stream, seeded
 from gankit.errors import CheckpointError, ConfigError
 from gankit.files import atomic_write
@@ -267,7 +268,7 @@ def labels_for(spec: NetSpec, n: int, label: int | None) -> torch.Tensor | None:
         return None
     classes = spec.drawn_classes
     if label is None:
-        return torch.tensor(classes)[torch.arange(n) % len(classes)]
+        return cycling_labels(classes, n)
     if not 0 <= label < spec.num_classes:
         raise ConfigError(f"--label must be in 0..{spec.num_classes - 1}, got {label}")
     if label not in classes:

@@ -71,11 +71,16 @@ def augment_stream(seed: int, step: int) -> torch.Generator:
     return seeded(seed, Stream.AUGMENT, step)
 
 
+def cycling_labels(classes: tuple[int, ...], n: int) -> torch.Tensor:
+    """n labels going round `classes` in order: every class equally often, in a grid one column per class."""
+    return torch.tensor(classes)[torch.arange(n) % len(classes)]
+
+
 def fixed_noise(
     seed: int, n: int, latent_dim: int, classes: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The z (and labels cycling through `classes`) every sample grid of a run is drawn from, so grids show progress,
     not luck."""
     z = torch.randn(n, latent_dim, generator=seeded(seed, Stream.FIXED))
-    y = torch.tensor(classes)[torch.arange(n) % len(classes)] if classes else None
+    y = cycling_labels(classes, n) if classes else None
     return z, y

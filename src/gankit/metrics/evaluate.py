@@ -13,6 +13,7 @@ import torch
 
 from gankit import distributed
 from gankit.data import STACKED, cache_dir, is_named, load_images, make_toy, to_model_range
+from gankit.data.batches import cycling_labels
 from gankit.data.folders import FolderOptions
 from gankit.data.streams import Stream, seeded
 from gankit.errors import ConfigError
@@ -108,7 +109,7 @@ def reference_labels(
         return None
     images = load_images(data, split, data_dir=data_dir, folder=folder)
     if images.y is None:  # a split without labels: every class equally often
-        return torch.tensor(classes)[torch.arange(n) % len(classes)]
+        return cycling_labels(classes, n)
     labels = images.y[_subset(images.y.shape[0], n, seed)]
     return labels.repeat(-(-n // len(labels)))[:n]
 
