@@ -36,4 +36,4 @@ class NetSpec:
     @property
     def drawn_classes(self) -> tuple[int, ...]:
         """The classes a conditional G is asked for when none is named; () for an unconditional G."""
-        return tuple(self.classes) or tuple(range(self.num_classes))
+        return self.classes or tuple(range(self.num_classes))

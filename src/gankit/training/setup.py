@@ -36,8 +36,11 @@ def load_data(cfg: TrainConfig):
     shape = dict(channels=c, resolution=h, num_classes=images.num_classes, classes=classes)
     notes = ([] if images.scale.startswith("uint8") else [images.scale]) + list(images.notes)
     extra = "".join(f", {note}" for note in notes)
-    held = f"classes {', '.join(map(str, classes))} of {images.num_classes}" if classes else None
-    held = held or f"{images.num_classes or 'no'} classes"
+    held = (
+        f"classes {', '.join(map(str, classes))} of {images.num_classes}"
+        if classes
+        else f"{images.num_classes or 'no'} classes"
+    )
     return images, shape, f"{images.name} ({n} images {c}×{h}×{w}, {held}{extra})"
 
 
